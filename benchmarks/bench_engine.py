@@ -1,0 +1,103 @@
+"""Training-engine benchmarks, each a ratio measured within one run (this machine is noisy).
+
+    .venv/bin/python benchmarks/bench_engine.py [--epochs 2] [--repeats 3]
+
+1. A population of 8 seeds trained as one stacked model vs the same 8 seeds trained one after the
+   other (mnist1d, mlp width 256, bs 64): target >= 3x faster.
+2. The cost of recording (per-step update norms, per-epoch distances) relative to the same
+   training with the recording reduced to a constant: target < 20% overhead. Measured on the
+   training steps (the runs' epoch_time_s, which leaves out the per-epoch evaluation both arms
+   share) and on the whole run.
+Each arm is warmed up once, then the arms alternate and the medians are compared.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from lossscape import RunConfig, train, train_population
+from lossscape.train import _Engine, load_data
+
+
+def _alternate(arms: dict, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall time and median training-step time (sum of the runs' epoch_time_s) per arm."""
+    for fn in arms.values():  # warm-up: data generation, allocator, kernels
+        fn()
+    wall = {name: [] for name in arms}
+    steps = {name: [] for name in arms}
+    for _ in range(repeats):
+        for name, fn in arms.items():
+            t0 = time.perf_counter()
+            runs = fn()
+            wall[name].append(time.perf_counter() - t0)
+            # a population's members share one clock: count each epoch once
+            steps[name].append(sum(sum(h["epoch_time_s"] for h in r.history) for r in _distinct_clocks(runs)))
+    med = lambda d: {name: statistics.median(t) for name, t in d.items()}
+    return med(wall), med(steps)
+
+
+def _distinct_clocks(runs):
+    runs = runs if isinstance(runs, list) else [runs]
+    return runs if len({r.total_time_s for r in runs}) == len(runs) else runs[:1]
+
+
+class _NoRecording:
+    """Swap the engine's per-member norm for a constant: the step without the recording work."""
+
+    def __enter__(self):
+        self.real = _Engine._sq_norms
+        _Engine._sq_norms = lambda engine, tensors: torch.zeros(len(engine.seeds))
+        return self
+
+    def __exit__(self, *exc):
+        _Engine._sq_norms = self.real
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=64)
+    a = ap.parse_args()
+    cfg = RunConfig(dataset="mnist1d", model="mlp", width=a.width, batch_size=a.batch_size, lr=0.05, epochs=a.epochs)
+    load_data(cfg)
+    seeds = list(range(8))
+    print(f"mlp width {a.width}, bs {a.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads, {a.epochs} epochs, "
+          f"median of {a.repeats} alternating repeats after a warm-up")
+
+    pop, _ = _alternate({
+        "population (8 seeds, stacked)": lambda: train_population(cfg, seeds),
+        "8 sequential single runs": lambda: [train(cfg.replace(seed=s)) for s in seeds],
+    }, a.repeats)
+    (p_name, p), (s_name, s) = pop.items()
+    print(f"\n{'arm':<34}{'median s':>10}")
+    print(f"{p_name:<34}{p:>10.2f}\n{s_name:<34}{s:>10.2f}")
+    print(f"speed-up of the population: {s / p:.2f}x (target >= 3x)")
+
+    def bare_single():
+        with _NoRecording():
+            return train(cfg)
+
+    def bare_population():
+        with _NoRecording():
+            return train_population(cfg, seeds)
+
+    wall, steps = _alternate({"single, recording": lambda: train(cfg), "single, bare": bare_single,
+                              "population, recording": lambda: train_population(cfg, seeds),
+                              "population, bare": bare_population}, a.repeats)
+    print(f"\n{'arm':<34}{'steps s':>10}{'whole s':>10}")
+    for name in wall:
+        print(f"{name:<34}{steps[name]:>10.2f}{wall[name]:>10.2f}")
+    for kind in ("single", "population"):
+        on_steps = steps[f"{kind}, recording"] / steps[f"{kind}, bare"] - 1
+        on_run = wall[f"{kind}, recording"] / wall[f"{kind}, bare"] - 1
+        print(f"recording overhead, {kind}: {100 * on_steps:+.1f}% of the training steps, "
+              f"{100 * on_run:+.1f}% of the whole run (target < 20%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,423 @@
+"""GEO: where minimizers sit and how sharp they are (CLAIMS.md, family GEO).
+
+Two grids (fixtures/profiles.toml). `minimizer` trains every batch size to the same target training
+loss, so GEO-1 and GEO-5..8 compare minimizers that fit the data equally well; a run that stopped
+for any other reason is named in a caveat. `budget` trains a fixed number of epochs at the same
+LR: GEO-2 and GEO-3 are about the training dynamics themselves, and GEO-4 takes its trained model
+from it. Every costly number goes through `measure`, so a warm re-run only re-renders.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from lossscape import geometry as g
+from lossscape import stats
+from lossscape.report import figures
+from lossscape.stats import Verdict
+from lossscape.train import load_data
+
+from ._common import per_batch, trend_arrays
+
+# GEO-4: at most this many training examples (the largest power of two that fits), so the nested
+# batch sizes 1, 2, 4, ... end with one batch holding them all; 1024 x 23k per-example gradients
+# of the cpu model take ~100 MB.
+GEO4_MAX_EXAMPLES = 1024
+# GEO-4: the bound is a theorem, so a merge may raise the mean norm only by float64 rounding.
+GEO4_RELATIVE_TOLERANCE = 1e-9
+# GEO-5: alpha from -1 to 2 in steps of 0.05 (Keskar et al.'s Fig. 3 range); the loss rise is
+# taken within +-0.25 of each end, a quarter of the distance between the minimizers: wide enough
+# to average over 10 points, narrow enough to stay on the minimizer's own side of the path.
+GEO5_ALPHAS = np.round(np.linspace(-1.0, 2.0, 61), 10)
+GEO5_DELTA = 0.25
+# GEO-6: Keskar et al.'s random subspace has p = 100 columns; the matrix is seeded, so every
+# minimizer is probed in the same subspace.
+GEO6_SUBSPACE_DIM = 100
+# GEO-7: Li et al. plot filter-normalized coordinates in [-1, 1]; at 1 every neuron's weights move
+# by their own norm, far outside the basin, so the statistic averages the rise over the disc of
+# radius 0.5 (the inner half of the plot). Fixed before any surface was computed.
+GEO7_EXTENT = 1.0
+GEO7_DISC_RADIUS = 0.5
+GEO7_DIRECTION_SEEDS = (0, 1)
+
+
+def _split(grid, name="train"):
+    """(X, y) of a split of the grid's dataset (every config of a grid shares it)."""
+    ds = load_data(next(iter(grid.configs.values())))
+    return getattr(ds, f"X_{name}"), getattr(ds, f"y_{name}")
+
+
+def _minimizer_caveats(grid) -> list[str]:
+    """Runs that did not stop at the target training loss are not comparable minimizers."""
+    missed = [f"bs {bs} seed {r.config.seed} ({r.stop_reason}, training loss {r.history[-1]['train_loss']:.3g})"
+              for bs, runs in grid.by_batch().items() for r in runs if r.stop_reason != "target_loss"]
+    if not missed:
+        return []
+    return [f"not at the target training loss {grid.spec.fields['target_loss']:g}, so not a comparable "
+            f"minimizer: {', '.join(missed)}"]
+
+
+def _final_loss_caveat(grid) -> str:
+    """The target is checked once per epoch, so a batch size whose epoch holds many steps overshoots it."""
+    final = per_batch(grid, lambda r: r.history[-1]["train_loss"])
+    spread = ", ".join(f"bs {bs}: {v.min():.3g}-{v.max():.3g}" for bs, v in final.items())
+    return (f"the stop rule checks the full-pass training loss after each epoch, so runs end below the "
+            f"target by different amounts (final training loss {spread})")
+
+
+def _cis(values: dict) -> dict:
+    return {bs: stats.mean_ci(v) for bs, v in values.items()}
+
+
+def _mean_sd(v) -> str:
+    return f"{np.mean(v):.3g} ± {np.std(v, ddof=1):.2g}"
+
+
+# -- GEO-1 -----------------------------------------------------------------------------------------
+
+@pytest.mark.claim("GEO-1")
+def test_geo1_larger_batches_end_closer_to_init(claim, grids, setting):
+    """GEO-1: larger batches end closer to the initial weights, for the whole network and layer by layer.
+
+    Source 000/001: Euclidean distance from init falls with batch size (bs 32..256), monotone
+    except bs 128 further than bs 64.
+    Scientific parameter: batch size. Fixed: LR (the setting's), SGD without momentum, model, data;
+    each seed's runs start from the same initial weights at every batch size.
+    Stop rule: the target training loss (grid `minimizer`), so every distance is that of a
+    minimizer fitting the training set equally well; a fixed epoch budget would instead compare a
+    converged small batch with a large batch that has barely moved.
+    Statistic: ||w_final - w_init|| over all parameters; trend test, claimed decreasing. Per layer
+    (weights and bias of one module together): the same distance in a table with a descriptive
+    Kendall tau (unadjusted p-values; the verdict rests on the total only).
+    Caveat: the target is checked once per epoch (see the caveat on final losses).
+    """
+    grid = grids(setting, "minimizer")
+    layers = {bs: [g.group_by_layer(g.layer_distances(r.initial_state, r.final_state)) for r in runs]
+              for bs, runs in grid.by_batch().items()}
+    total = per_batch(grid, lambda r: g.distance_from_init(r.initial_state, r.final_state))
+    names = list(next(iter(layers.values()))[0])
+    rows = []
+    for name in names:
+        per_layer = {bs: np.array([d[name] for d in ds]) for bs, ds in layers.items()}
+        trend = stats.trend_test(*trend_arrays(per_layer), "decreasing")
+        rows.append([name, *(_mean_sd(v) for v in per_layer.values()), f"{trend.statistic:.2f}", f"{trend.p_value:.2g}"])
+    rows.append(["all parameters", *(_mean_sd(v) for v in total.values()), "", ""])
+    figures.layer_distances(claim.figure_path("layer_distances.png"),
+                            {bs: {name: float(np.mean([d[name] for d in ds])) for name in names}
+                             for bs, ds in layers.items()})
+    claim.check(stats.trend_test(*trend_arrays(total), "decreasing"), label="distance from init",
+                tables=[{"title": "distance from init per layer (mean ± s.d. over seeds); Kendall tau vs batch "
+                                  "size with its one-sided permutation p (descriptive, unadjusted)",
+                         "columns": ["layer", *(f"bs {bs}" for bs in total), "tau", "p"], "rows": rows}],
+                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                seeds=list(grid.spec.seeds), configs=grid.config_labels())
+
+
+# -- GEO-2 -----------------------------------------------------------------------------------------
+
+@pytest.mark.claim("GEO-2")
+@pytest.mark.parametrize("part", ["mean_epoch_distance", "ratio_slope"])
+def test_geo2_larger_batches_travel_less_per_epoch(claim, grids, setting, part):
+    """GEO-2: larger batches travel a shorter distance per epoch; the small/large ratio grows during training.
+
+    Source 001: epoch distance 0.15-0.4 (bs 32) vs 0.02-0.04 (bs 256) (000 prints 0.2-0.4).
+    Scientific parameter: batch size. Fixed: LR, SGD without momentum, model, data.
+    Stop rule: the fixed epoch budget (grid `budget`): the claim is about the same epochs of
+    training, so every batch size is compared epoch by epoch.
+    The claim has two parts, so the test gives two results (two Holm hypotheses):
+    - `mean_epoch_distance`: per run, the mean over the budget's epochs of ||w_end - w_start||;
+      trend test, claimed decreasing.
+    - `ratio_slope`: per seed, the ratio of the smallest batch's epoch distance to the largest's
+      (same seed, hence same init), and its least-squares slope against the epoch; claimed: the
+      mean slope over seeds > 0 (bootstrap test and BCa CI over seeds, stats.threshold_test).
+    Caveat: "during training" is the budget's epochs here, not training to convergence; and with
+    few seeds the bootstrap interval of the slope is narrower than nominal (see lossscape.stats).
+    """
+    grid = grids(setting, "budget")
+    by_batch = grid.by_batch()
+    common = dict(seeds=list(grid.spec.seeds), configs=grid.config_labels())
+    if part == "mean_epoch_distance":
+        figures.training_curves(claim.figure_path("epoch_distance.png"),
+                                {bs: np.array([r.metric("epoch_distance") for r in runs]) for bs, runs in by_batch.items()},
+                                ylabel=r"distance per epoch $\|w_{end} - w_{start}\|$", logy=True)
+        values = per_batch(grid, lambda r: r.metric("epoch_distance").mean())
+        claim.check(stats.trend_test(*trend_arrays(values), "decreasing"), label="mean distance per epoch", **common)
+        return
+    small, large = min(by_batch), max(by_batch)
+    ratio = np.array([s.metric("epoch_distance") / l.metric("epoch_distance")
+                      for s, l in zip(by_batch[small], by_batch[large])])  # (seeds, epochs)
+    epochs = np.arange(1, ratio.shape[1] + 1)
+    slopes, intercepts = np.polyfit(epochs, ratio.T, 1)  # one line per seed
+    # the mean of per-seed least-squares lines is the least-squares line of the mean curve
+    figures.ratio_over_epochs(claim.figure_path("ratio_over_epochs.png"), epochs, ratio,
+                              ylabel=f"epoch distance, bs {small} / bs {large}",
+                              slope=float(slopes.mean()), intercept=float(intercepts.mean()))
+    result = stats.threshold_test((slopes,), lambda s, axis=-1: np.mean(s, axis=axis), 0.0, "greater",
+                                  effect_name="ratio slope per epoch")
+    claim.check(result, label=f"epoch-distance ratio bs {small}/bs {large} (from {ratio[:, 0].mean():.3g} "
+                              f"at epoch 1 to {ratio[:, -1].mean():.3g} at epoch {epochs[-1]}):", **common)
+
+
+# -- GEO-3 -----------------------------------------------------------------------------------------
+
+def _nominal_step_norms(run, n_train: int) -> np.ndarray:
+    """The run's update norms without each epoch's ragged last step: that step averages only
+    n_train mod bs examples, so it is not an update at the nominal batch size."""
+    steps = run.history[0]["steps"]
+    norms = run.update_norms.reshape(-1, steps)  # (epochs, steps): one batch size throughout
+    return (norms[:, :-1] if n_train % run.config.batch_size else norms).ravel()
+
+
+@pytest.mark.claim("GEO-3")
+def test_geo3_larger_batches_take_smaller_steps(claim, grids, setting):
+    """GEO-3: each step's update is smaller for larger batches.
+
+    Source 000/001: median step norm 3.3e-3 (bs 32) vs 1.5e-3 (bs 256).
+    Scientific parameter: batch size. Fixed: LR (so ||delta w|| = lr ||g_batch||), SGD without
+    momentum, model, data.
+    Stop rule: the fixed epoch budget (grid `budget`); the statistic is the median over all of a
+    run's steps of ||delta w||, excluding each epoch's ragged last step when the batch size does
+    not divide the training set; trend test, claimed decreasing.
+    Caveat: a larger batch takes fewer steps in the same epochs, so its steps sample a shorter,
+    earlier stretch of training per step count; the median is over steps, not over epochs.
+    """
+    grid = grids(setting, "budget")
+    n_train = len(_split(grid)[1])
+    norms = {bs: [_nominal_step_norms(r, n_train) for r in runs] for bs, runs in grid.by_batch().items()}
+    figures.update_norm_histograms(claim.figure_path("update_norms.png"),
+                                   {bs: np.concatenate(v) for bs, v in norms.items()})
+    medians = {bs: np.array([np.median(v) for v in vs]) for bs, vs in norms.items()}
+    claim.check(stats.trend_test(*trend_arrays(medians), "decreasing"), label="median update norm",
+                seeds=list(grid.spec.seeds), configs=grid.config_labels())
+
+
+# -- GEO-4 -----------------------------------------------------------------------------------------
+
+def _nested_update_norms(model, X, y, batch_sizes, lr) -> list[float]:
+    grads = g.per_example_grads(model, X, y)
+    return [g.mean_batch_update_norm(grads, b, lr) for b in batch_sizes]
+
+
+@pytest.mark.claim("GEO-4")
+def test_geo4_mean_update_norm_never_grows_when_batches_merge(claim, grids, setting, measure):
+    """GEO-4: the triangle-inequality bound on real per-example gradients.
+
+    Source 000/001: for per-example gradients a, b, (|a| + |b|)/2 >= |a + b|/2, equality only for
+    a and b pointing the same way; so for n vectors the mean update shrinks as batches grow.
+    The property itself (any vectors, nested partitions, the equality case) is tested with
+    hypothesis in tests/; here it is measured on a trained model.
+    Setting: each seed's final weights of the smallest batch size in grid `budget` (a model
+    trained as the sources train), the first 2^k training examples (k the largest with
+    2^k <= min(n_train, 1024)), batch sizes 1, 2, 4, ..., 2^k as consecutive, nested blocks of
+    those examples; mean_batch_update_norm at the setting's LR.
+    Verdict: a deterministic check, not a statistical test: the bound is a theorem for every set
+    of vectors, so seeds add no evidence and a p-value would be meaningless. Supported when, for
+    every seed, every merge leaves the mean update norm no larger (relative tolerance 1e-9, float64
+    rounding) and the update at the largest batch is strictly smaller than at batch 1 (real
+    gradients are not collinear); refuted otherwise. The report also gives how far the shrinkage
+    sits between the collinear bound (no shrinkage) and independent noise (1/sqrt(b)).
+    """
+    grid = grids(setting, "budget")
+    runs = grid.by_batch()[min(grid.batch_sizes)]
+    X, y = _split(grid)
+    n = 2 ** int(np.log2(min(len(y), GEO4_MAX_EXAMPLES)))
+    sizes = [2**k for k in range(int(np.log2(n)) + 1)]
+    norms = np.array([
+        measure(r, "mean_batch_update_norm", {"examples": n, "batch_sizes": sizes, "lr": r.config.lr},
+                lambda r=r: _nested_update_norms(r.model(), X[:n], y[:n], sizes, r.config.lr))
+        for r in runs])  # (seeds, batch sizes)
+    growth = norms[:, 1:] / norms[:, :-1] - 1.0
+    bound_holds = bool(np.all(growth <= GEO4_RELATIVE_TOLERANCE))
+    shrinks = bool(np.all(norms[:, -1] < norms[:, 0] * (1 - GEO4_RELATIVE_TOLERANCE)))
+    shrink = norms[:, -1] / norms[:, 0]
+    figures.metric_vs_batch(claim.figure_path("update_norm_vs_batch.png"),
+                            {b: norms[:, i] for i, b in enumerate(sizes)},
+                            ylabel=f"mean batch-update norm (lr {runs[0].config.lr:g})", logy=True)
+    rows = [[b, _mean_sd(norms[:, i]), f"{np.mean(norms[:, i] / norms[:, 0]):.3g}", f"{b ** -0.5:.3g}"]
+            for i, b in enumerate(sizes)]
+    claim.check(
+        Verdict.SUPPORTED if bound_holds and shrinks else Verdict.REFUTED,
+        measured_text=(f"mean update norm at batch {n} / batch 1: {shrink.mean():.3g} (seeds {shrink.min():.3g}-"
+                       f"{shrink.max():.3g}; collinear gradients would give 1, independent noise "
+                       f"1/sqrt({n}) = {n ** -0.5:.3g}); largest relative change at a merge {growth.max():+.2g} "
+                       f"(tolerance +{GEO4_RELATIVE_TOLERANCE:g})"),
+        method="deterministic check of the bound on every seed, every merge",
+        n_seeds=len(runs),
+        tables=[{"title": f"mean batch-update norm over {n} training examples (mean ± s.d. over seeds)",
+                 "columns": ["batch size", "mean update norm", "ratio to batch 1", "1/sqrt(b)"], "rows": rows}],
+        details={"batch_sizes": sizes, "norms": norms.tolist(), "bound_holds": bound_holds, "shrinks": shrinks},
+        seeds=list(grid.spec.seeds), configs=[grid.configs[(min(grid.batch_sizes), grid.lrs[0])].to_json()])
+
+
+# -- GEO-5 -----------------------------------------------------------------------------------------
+
+def _rise_around(curve: np.ndarray, center: float) -> float:
+    """Mean of f(a) - f(center) over the alphas within GEO5_DELTA of center, center excluded."""
+    near = (np.abs(GEO5_ALPHAS - center) <= GEO5_DELTA + 1e-9) & (GEO5_ALPHAS != center)
+    return float(np.mean(curve[near] - curve[GEO5_ALPHAS == center]))
+
+
+@pytest.mark.claim("GEO-5")
+def test_geo5_loss_rises_more_steeply_around_the_large_batch_minimizer(claim, grids, setting, measure):
+    """GEO-5: along the line joining them, the loss rises more steeply around the large-batch minimizer.
+
+    Source 000/001 (after Keskar et al. 2017, Fig. 3): f((1-a) x_s + a x_l) for a in [-1, 2] is
+    flat around a = 0 (small batch) and steep around a = 1 (large batch); a plot only.
+    Scientific parameter: batch size, its two extremes. Fixed: LR, SGD without momentum, model,
+    data; x_s and x_l share their seed, hence their initial weights.
+    Stop rule: the target training loss (grid `minimizer`), so both ends fit the training set
+    equally well.
+    Statistic (fixed before running): for each seed, rise(c) = mean of f(a) - f(c) over the 10
+    alphas with 0 < |a - c| <= 0.25, on the training loss; one-sided paired sign-flip test of
+    rise(1) > rise(0) over seeds, BCa CI of the mean difference (a difference, not a ratio: a rise
+    towards the other minimizer may be negative). The validation curves are in the figure and table.
+    Caveat: with n seeds a paired sign-flip test cannot give p below 2^-n (the report says so
+    when that floor exceeds alpha/m).
+    """
+    grid = grids(setting, "minimizer")
+    by_batch = grid.by_batch()
+    small, large = min(by_batch), max(by_batch)
+    curves = {}
+    for split in ("train", "val"):
+        X, y = _split(grid, split)
+        curves[split] = np.array([
+            measure(s, "interpolation_curve", {"to": json.loads(l.config.to_json()), "split": split,
+                                                "alphas": GEO5_ALPHAS.tolist()},
+                    lambda s=s, l=l: g.linear_interpolation(s.model(), l.model(), X, y, GEO5_ALPHAS).tolist())
+            for s, l in zip(by_batch[small], by_batch[large])])  # (seeds, alphas)
+    rises = {(split, c): np.array([_rise_around(curve, c) for curve in curves[split]])
+             for split in curves for c in (0.0, 1.0)}
+    figures.interpolation_curves(claim.figure_path("interpolation.png"), GEO5_ALPHAS, curves["train"], curves["val"],
+                                 ends=(f"bs {small}", f"bs {large}"))
+    rows = [[seed, *(f"{rises[(split, c)][i]:.3g}" for split in curves for c in (0.0, 1.0))]
+            for i, seed in enumerate(grid.spec.seeds)]
+    claim.check(stats.two_group_test(rises[("train", 1.0)], rises[("train", 0.0)], "greater", paired=True,
+                                     effect="difference"),
+                label=f"training-loss rise within ±{GEO5_DELTA:g} of bs {large} minus of bs {small}",
+                tables=[{"title": f"mean loss rise within ±{GEO5_DELTA:g} of each end, per seed",
+                         "columns": ["seed", f"train, bs {small} (a=0)", f"train, bs {large} (a=1)",
+                                     f"val, bs {small} (a=0)", f"val, bs {large} (a=1)"], "rows": rows}],
+                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                seeds=list(grid.spec.seeds),
+                configs=[grid.configs[(bs, grid.lrs[0])].to_json() for bs in (small, large)])
+
+
+# -- GEO-6 -----------------------------------------------------------------------------------------
+
+@pytest.mark.claim("GEO-6")
+@pytest.mark.parametrize("space", ["full", "subspace100"])
+@pytest.mark.parametrize("epsilon", [1e-3, 5e-4])
+def test_geo6_keskar_sharpness_rises_with_batch_size(claim, grids, setting, measure, epsilon, space):
+    """GEO-6: Keskar sharpness is larger for larger-batch minimizers.
+
+    Source 000/001: bs 32: 1.14, large batches 4-7 (after LR scaling); Keskar et al. (2017):
+    e.g. SB 1.23 vs LB 205 on their MNIST FC net (eps 1e-3, full space).
+    Scientific parameter: batch size. Fixed: LR, SGD without momentum, model, data.
+    Stop rule: the target training loss (grid `minimizer`): sharpness of an unconverged run
+    measures nothing.
+    Statistic: phi = max loss increase in the box |z_i| <= eps (|x_i| + 1) as a percentage of
+    1 + f, f the mean loss over the whole training set, maximized by L-BFGS-B (10 iterations, as
+    Keskar et al.); in the full space and in one seeded random 100-dimensional subspace (the same
+    for every minimizer), eps 1e-3 and 5e-4: four results. Trend test, claimed increasing.
+    Caveat: L-BFGS-B's maximum is a lower bound of the true one; minimizers end at slightly
+    different training losses (see caveats).
+    """
+    grid = grids(setting, "minimizer")
+    X, y = _split(grid)
+    subspace_dim = GEO6_SUBSPACE_DIM if space == "subspace100" else None
+    params = {"epsilon": epsilon, "subspace_dim": subspace_dim, "maxiter": 10, "seed": 0, "examples": len(y)}
+    values = per_batch(grid, lambda r: measure(
+        r, "keskar_sharpness", params,
+        lambda: g.keskar_sharpness(r.model(), X, y, epsilon=epsilon, subspace_dim=subspace_dim, maxiter=10, seed=0)))
+    figures.metric_vs_batch(claim.figure_path("sharpness.png"), values, ci=_cis(values),
+                            ylabel=f"Keskar sharpness (eps {epsilon:g}, {space})", logy=True)
+    claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label=f"sharpness (eps {epsilon:g}, {space})",
+                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                seeds=list(grid.spec.seeds), configs=grid.config_labels())
+
+
+# -- GEO-7 -----------------------------------------------------------------------------------------
+
+def _surface(measure, run, X, y, xs):
+    """The training loss on the xs x xs grid around the run's minimizer, along the two
+    filter-normalized directions every model draws with the same seeds."""
+    def compute():
+        model = run.model()
+        dx, dy = (g.filter_normalized_direction(model, seed=s) for s in GEO7_DIRECTION_SEEDS)
+        return g.loss_surface_2d(model, X, y, dx, dy, xs, xs).tolist()
+    params = {"xs": list(xs), "direction_seeds": list(GEO7_DIRECTION_SEEDS), "ignore": "biasbn", "examples": len(y)}
+    return np.array(measure(run, "loss_surface_2d", params, compute))
+
+
+@pytest.mark.claim("GEO-7")
+def test_geo7_filter_normalized_surface_is_steeper_for_larger_batches(claim, grids, setting, profile, measure):
+    """GEO-7: filter-normalized 2-D loss surfaces change more steeply around large-batch minimizers.
+
+    Source 000/001: contour plots for bs 32 and 256 (Li et al. 2018's method); no numbers.
+    Scientific parameter: batch size. Fixed: LR, SGD without momentum, model, data.
+    Stop rule: the target training loss (grid `minimizer`).
+    Surface: theta + x d1 + y d2, d1 and d2 Gaussian directions drawn with seeds 0 and 1 for every
+    model and filter-normalized to it (biases zeroed, Li et al.'s `biasbn`), f the mean training
+    loss over the whole training set.
+    Statistic (fixed before running): the mean of f - f(0, 0) over the grid points other than the
+    centre inside the disc x^2 + y^2 <= 0.5^2, the grid being the figure's (surface_points per
+    side over [-1, 1], profile), evaluated only over [-0.5, 0.5]^2 for every run; trend test,
+    claimed increasing. The full [-1, 1] grid is computed only for the figure (seed 0 of the
+    smallest and the largest batch size), which keeps the cost at a quarter of a full grid per run.
+    Caveat: two random directions are a 2-D slice of a ~23k-dimensional space; filter
+    normalization removes the per-neuron scale, not every reparametrization.
+    """
+    grid = grids(setting, "minimizer")
+    by_batch = grid.by_batch()
+    X, y = _split(grid)
+    xs = np.round(np.linspace(-GEO7_EXTENT, GEO7_EXTENT, profile.params["surface_points"]), 10)
+    inner = xs[np.abs(xs) <= GEO7_DISC_RADIUS + 1e-9]
+    px, py = np.meshgrid(inner, inner)
+    disc = (px**2 + py**2 <= GEO7_DISC_RADIUS**2 + 1e-9) & ((px != 0) | (py != 0))
+    centre = (px == 0) & (py == 0)
+
+    def disc_rise(run):
+        z = _surface(measure, run, X, y, inner)
+        return float(np.mean(z[disc] - z[centre]))
+
+    values = per_batch(grid, disc_rise)
+    small, large = min(by_batch), max(by_batch)
+    figures.surface_contours(claim.figure_path("surfaces.png"), xs, xs,
+                             {f"bs {bs}, seed {by_batch[bs][0].config.seed}": _surface(measure, by_batch[bs][0], X, y, xs)
+                              for bs in (small, large)})
+    figures.metric_vs_batch(claim.figure_path("disc_rise.png"), values, ci=_cis(values),
+                            ylabel=f"mean loss rise over the disc r = {GEO7_DISC_RADIUS:g}")
+    claim.check(stats.trend_test(*trend_arrays(values), "increasing"),
+                label=f"mean loss rise over the disc r = {GEO7_DISC_RADIUS:g} ({int(disc.sum())} grid points)",
+                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                seeds=list(grid.spec.seeds), configs=grid.config_labels())
+
+
+# -- GEO-8 -----------------------------------------------------------------------------------------
+
+@pytest.mark.claim("GEO-8")
+def test_geo8_top_hessian_eigenvalue_rises_with_batch_size(claim, grids, setting, profile, measure):
+    """GEO-8: larger batches find minimizers with a larger top Hessian eigenvalue.
+
+    Source 002 (quoting Keskar et al. 2017): sharp minimizers have large positive Hessian
+    eigenvalues, and large batches find them; qualitative.
+    Scientific parameter: batch size. Fixed: LR, SGD without momentum, model, data.
+    Stop rule: the target training loss (grid `minimizer`).
+    Statistic: the largest eigenvalue of the Hessian of the mean training loss over the first
+    `hessian_examples` training examples (profile; the whole training set of the cpu profile),
+    by Lanczos on Hessian-vector products (relative tolerance 1e-4, seeded start); trend test,
+    claimed increasing.
+    Caveat: the top eigenvalue is not scale-invariant (Dinh et al. 2017); X-3 checks an
+    adaptive measure.
+    """
+    grid = grids(setting, "minimizer")
+    X, y = _split(grid)
+    n = min(profile.params["hessian_examples"], len(y))
+    values = per_batch(grid, lambda r: measure(
+        r, "hessian_top_eigenvalue", {"examples": n, "k": 1, "tol": 1e-4, "seed": 0},
+        lambda: g.hessian_top_eigenvalues(r.model(), X[:n], y[:n], k=1, tol=1e-4, seed=0)[0]))
+    figures.metric_vs_batch(claim.figure_path("top_eigenvalue.png"), values, ci=_cis(values),
+                            ylabel="top Hessian eigenvalue", logy=True)
+    claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label="top Hessian eigenvalue",
+                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                seeds=list(grid.spec.seeds), configs=grid.config_labels())

@@ -1,0 +1,162 @@
+"""pytest wiring for the claims suite: options, profile, gpu skipping, the shared run fixtures.
+
+    pytest claims                      # cpu profile (the embedded default), every claim
+    pytest claims --profile smoke      # minutes; CI runs it with --report-only
+    pytest claims -m gpu               # gpu profile, full scale (skipped where CUDA is absent)
+    pytest claims -k GEO               # one family; trained runs come from the cache
+
+The report itself (reports/claims.{json,md,html}) is written by lossscape.report.plugin.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import pytest
+import torch
+
+from lossscape.cache import RunStore, default_root
+from lossscape.profiles import PROFILES, load_profile
+
+pytest_plugins = ["lossscape.report.plugin"]
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("lossscape")
+    g.addoption("--profile", choices=PROFILES, default=None,
+                help="experiment profile from fixtures/profiles.toml (default: cpu; gpu with -m gpu)")
+    g.addoption("--seeds", type=int, default=None, help="number of seeds (0..N-1), overriding the profile")
+    g.addoption("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
+    g.addoption("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
+
+
+def _profile_name(config) -> str:
+    chosen = config.getoption("--profile")
+    if chosen:
+        return chosen
+    return "gpu" if config.getoption("-m", "").strip() == "gpu" else "cpu"
+
+
+def pytest_configure(config):
+    if config.getoption("--data-dir"):
+        os.environ["LOSSSCAPE_DATA"] = config.getoption("--data-dir")
+    config.lossscape_profile = load_profile(_profile_name(config), config.getoption("--seeds"))
+
+
+def pytest_report_header(config):
+    p = config.lossscape_profile
+    cache = config.getoption("--cache-dir") or default_root()
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return (f"lossscape: torch {torch.__version__}, device {device}, profile {p.name}, "
+            f"seeds {p.seeds[0]}..{p.seeds[-1]}, cache {os.path.abspath(cache)}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under the gpu profile every claim is a gpu claim (so `-m gpu` selects them all), and gpu
+    claims are skipped with a reason where CUDA is absent. Runs before -m deselection."""
+    gpu_profile = config.lossscape_profile.name == "gpu"
+    for item in items:
+        if gpu_profile and item.get_closest_marker("claim"):
+            item.add_marker(pytest.mark.gpu)
+        if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)"))
+
+
+def pytest_generate_tests(metafunc):
+    """Claims are parametrized over the profile's settings (dataset + model pairs)."""
+    if "setting" in metafunc.fixturenames:
+        settings = metafunc.config.lossscape_profile.settings
+        metafunc.parametrize("setting", settings, ids=[s.id for s in settings], scope="session")
+
+
+@pytest.fixture(scope="session")
+def profile(pytestconfig):
+    return pytestconfig.lossscape_profile
+
+
+@pytest.fixture(scope="session")
+def store(pytestconfig):
+    return RunStore(pytestconfig.getoption("--cache-dir"))
+
+
+class Grid:
+    """The runs of one grid for one setting: (batch size, lr) -> runs over the grid's seeds."""
+
+    def __init__(self, spec, setting, configs, runs):
+        self.spec, self.setting, self.configs, self.runs = spec, setting, configs, runs
+
+    @property
+    def batch_sizes(self):
+        return sorted({bs for bs, _ in self.runs})
+
+    @property
+    def lrs(self):
+        return sorted({lr for _, lr in self.runs})
+
+    def at(self, batch_size, lr=None):
+        lr = self.lrs[0] if lr is None else lr
+        return self.runs[(batch_size, lr)]
+
+    def by_batch(self) -> dict[int, list]:
+        """batch size -> runs, for a grid with one LR per batch size."""
+        return {bs: runs for (bs, _), runs in sorted(self.runs.items())}
+
+    def config_labels(self) -> list[str]:
+        return [c.to_json() for c in self.configs.values()]
+
+
+@pytest.fixture(scope="session")
+def grids(profile, store, pytestconfig, request):
+    """grids(setting, name) -> Grid, trained once per session through the cache."""
+    memo = {}
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+
+    def say(line):
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(line)
+
+    def get(setting, name) -> Grid:
+        key = (setting.id, name)
+        if key in memo:
+            return memo[key]
+        _require(setting)
+        spec = profile.grid(name)
+        configs = spec.configs(setting)
+        runs = {}
+        for k, cfg in configs.items():
+            hits = store.hits
+            t0 = time.perf_counter()
+            if spec.population:
+                runs[k] = store.get_or_train_population(cfg, spec.seeds)
+            else:
+                runs[k] = [store.get_or_train(cfg.replace(seed=s)) for s in spec.seeds]
+            trained = len(spec.seeds) - (store.hits - hits)
+            if trained:
+                say(f"lossscape: trained {setting.id}/{name} bs={k[0]} lr={k[1]:g} "
+                    f"({trained} of {len(spec.seeds)} seeds) in {time.perf_counter() - t0:.1f} s")
+        memo[key] = Grid(spec, setting, configs, runs)
+        return memo[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def measure(store):
+    """measure(run, name, params, compute) -> a JSON-able value, cached beside the run."""
+    def get(run, name, params, compute):
+        return store.memo(run.config, name, params, compute)
+    return get
+
+
+def _require(setting):
+    if setting.requires:
+        from lossscape.data import DatasetNotFoundError, load_dataset
+        try:
+            load_dataset(setting.requires)
+        except DatasetNotFoundError as exc:
+            pytest.skip(f"setting {setting.id}: {exc}")

@@ -1,0 +1,191 @@
+"""The `lossscape` command.
+
+    lossscape run --dataset mnist1d --model mlp --batch-size 64 --lr 0.05 --epochs 10 --seed 0
+    lossscape run ... --seeds 0-4          # a population of seeds, trained as one stacked model
+    lossscape run ... --json               # the Run's metrics as JSON on stdout
+    lossscape report                       # re-render reports/claims.{md,html} from claims.json
+
+Bad arguments print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from .config import DATASETS, DTYPES, MODELS, SCHEDULES, STOP_RULES, ConfigError, RunConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _seeds(text: str) -> list[int]:
+    """'0-4' -> [0..4]; '0,2,5' -> [0, 2, 5]."""
+    try:
+        out = []
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a range like 0-4 or a list like 0,2,5") from None
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: non-negative seeds like 0-4")
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lossscape", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="train one configuration (or a population of seeds) and print its metrics")
+    d = RunConfig()
+    r.add_argument("--dataset", choices=DATASETS, default=d.dataset)
+    r.add_argument("--n-samples", type=int, default=None, help="dataset size (mnist1d generates this many)")
+    r.add_argument("--model", choices=MODELS, default=d.model)
+    r.add_argument("--width", type=int, default=None)
+    r.add_argument("--batch-size", type=int, default=d.batch_size)
+    r.add_argument("--lr", type=float, default=d.lr)
+    r.add_argument("--momentum", type=float, default=d.momentum)
+    r.add_argument("--nesterov", action="store_true")
+    r.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    r.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    r.add_argument("--base-batch-size", type=int, default=None, help="linear_scaling: the batch the LR is given for")
+    r.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    r.add_argument("--decay-epochs", type=lambda t: tuple(int(e) for e in t.split(",")), default=d.decay_epochs,
+                   help="step: comma-separated epochs, e.g. 10,20")
+    r.add_argument("--decay-factor", type=float, default=d.decay_factor)
+    r.add_argument("--decay-target", choices=("lr", "batch"), default=d.decay_target,
+                   help="step: decay the LR, or grow the batch by 1/decay-factor instead")
+    r.add_argument("--snapshots", type=int, default=d.snapshots, help="cyclic_cosine: number of cycles M")
+    r.add_argument("--freeze-t0", type=float, default=d.freeze_t0, help="freezeout: when the first layer freezes")
+    r.add_argument("--freeze-spacing", choices=("linear", "cubic"), default=d.freeze_spacing)
+    r.add_argument("--no-freeze-scale-lr", dest="freeze_scale_lr", action="store_false")
+    r.add_argument("--stop", choices=STOP_RULES, default=d.stop)
+    r.add_argument("--epochs", type=int, default=d.epochs)
+    r.add_argument("--target-loss", type=float, default=None)
+    r.add_argument("--patience", type=int, default=None)
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seeds", type=_seeds, default=None, help="a population, e.g. 0-4")
+    r.add_argument("--world-size", type=int, default=1, help="data-parallel processes (see lossscape.parallel)")
+    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    r.add_argument("--dtype", choices=DTYPES, default=d.dtype)
+    r.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
+    r.add_argument("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
+    r.add_argument("--no-cache", action="store_true", help="train even if the run is cached, and do not store it")
+    r.add_argument("--json", action="store_true", help="print the metrics as JSON instead of tables")
+    rep = sub.add_parser("report", help="re-render the claims report from the last results, without training")
+    rep.add_argument("--report-dir", default="reports")
+    return p
+
+
+def _config(a) -> RunConfig:
+    return RunConfig(
+        dataset=a.dataset, n_samples=a.n_samples, model=a.model, width=a.width, batch_size=a.batch_size, lr=a.lr,
+        momentum=a.momentum, nesterov=a.nesterov, weight_decay=a.weight_decay, schedule=a.schedule,
+        base_batch_size=a.base_batch_size, warmup_epochs=a.warmup_epochs, decay_epochs=a.decay_epochs,
+        decay_factor=a.decay_factor, decay_target=a.decay_target, snapshots=a.snapshots,
+        freeze_t0=a.freeze_t0, freeze_spacing=a.freeze_spacing, freeze_scale_lr=a.freeze_scale_lr, stop=a.stop,
+        epochs=a.epochs, target_loss=a.target_loss, patience=a.patience, seed=a.seed, world_size=a.world_size,
+        device=a.device, dtype=a.dtype)
+
+
+def summary(run) -> dict:
+    """The metrics of a Run that a person or a script reads (no weights)."""
+    last = run.history[-1] if run.history else {}
+    return {
+        "config": run.config.to_dict(), "stop_reason": run.stop_reason, "epochs_run": run.epochs_run,
+        "best_epoch": run.best_epoch, "total_time_s": run.total_time_s, "device": run.device,
+        "final": {k: v for k, v in last.items() if k.endswith(("_loss", "_acc"))},
+        "update_norm_median": float(np.median(run.update_norms)) if len(run.update_norms) else None,
+        "history": run.history,
+    }
+
+
+_COLUMNS = ("seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_distance", "epoch_time_s")
+
+
+class _Table:
+    """The per-epoch table; its header comes with the first row, so that an error raised before
+    training prints nothing but itself."""
+
+    def __init__(self):
+        self.seeds_shown = set()
+
+    def row(self, seed, row):
+        if not self.seeds_shown:
+            print("  ".join(f"{c:>10}" for c in _COLUMNS), flush=True)
+        self.seeds_shown.add(seed)
+        vals = [seed] + [row.get(c) for c in _COLUMNS[1:]]
+        print("  ".join(f"{v:>10.4f}" if isinstance(v, float) else f"{v!s:>10}" for v in vals), flush=True)
+
+
+def _run(a) -> int:
+    from .cache import RunStore
+    from .parallel import is_main_process, under_launcher
+    from .train import train_population
+
+    if a.data_dir:
+        os.environ["LOSSSCAPE_DATA"] = a.data_dir  # read by the loaders, inherited by DDP workers
+    cfg = _config(a)
+    seeds = a.seeds if a.seeds is not None else [cfg.seed]
+    # Under torchrun every rank trains (a cache hit on one rank and a miss on another would leave
+    # the other waiting in the all-reduce forever); rank 0 alone prints and stores.
+    launched, main_rank = under_launcher(), is_main_process()
+    table = _Table()
+    progress = None if a.json else table.row
+    if not main_rank:
+        train_population(cfg, seeds)
+        return 0
+    if a.no_cache or launched:
+        runs = train_population(cfg, seeds, progress=progress)
+        if launched and not a.no_cache:
+            for run in runs:
+                RunStore(a.cache_dir).save(run)
+    else:
+        runs = RunStore(a.cache_dir).get_or_train_population(cfg, seeds, progress=progress)
+    if a.json:
+        out = [summary(r) for r in runs]
+        print(json.dumps(out[0] if a.seeds is None else out, indent=1))
+        return 0
+    for r in runs:
+        if r.config.seed not in table.seeds_shown:  # a cached run: show the table it would have printed
+            for row in r.history:
+                table.row(r.config.seed, row)
+    for r in runs:
+        s = summary(r)
+        final = ", ".join(f"{k} {v:.4f}" for k, v in s["final"].items())
+        print(f"seed {r.config.seed}: stopped ({r.stop_reason}) after {r.epochs_run} epochs, "
+              f"{r.total_time_s:.1f} s; {final}; median update norm {s['update_norm_median']:.3g}")
+    return 0
+
+
+def _report(a) -> int:
+    from .report.render import rerender
+
+    path = os.path.join(a.report_dir, "claims.json")
+    if not os.path.exists(path):
+        print(f"lossscape report: error: {path} not found; run `pytest claims` first", file=sys.stderr)
+        return 2
+    for written in rerender(a.report_dir):
+        print(written)
+    return 0
+
+
+def main(argv=None) -> int:
+    from .data import DatasetNotFoundError
+
+    a = _parser().parse_args(argv)
+    try:
+        return _run(a) if a.command == "run" else _report(a)
+    except (ConfigError, DatasetNotFoundError) as exc:
+        print(f"lossscape {a.command}: error: {exc}".replace("\n", " "), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

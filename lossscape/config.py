@@ -1,0 +1,194 @@
+"""RunConfig: everything that determines one training run, validated on construction.
+
+A config is data: a frozen dataclass with a canonical JSON form and a stable key, so the cache can
+address runs by content and a report can cite the exact settings behind every number.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+from .data import DATASETS, validate_request
+
+MODELS = ("mlp", "conv1d", "vgg_small", "resnet_small", "densenet_small")
+SCHEDULES = ("constant", "linear_scaling", "step", "cyclic_cosine", "freezeout")
+STOP_RULES = ("epochs", "target_loss", "early_stop")
+DECAY_TARGETS = ("lr", "batch")
+FREEZE_SPACINGS = ("linear", "cubic")
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float64")
+
+
+class ConfigError(ValueError):
+    """A bad setting: the message names the field and the values it allows."""
+
+
+def _fail(name: str, value, allowed: str):
+    raise ConfigError(f"{name}: got {value!r}; allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # what is trained
+    dataset: str = "mnist1d"
+    n_samples: int | None = None  # dataset size where the generator takes one (mnist1d); subsample otherwise
+    model: str = "mlp"
+    width: int | None = None  # None: the model's documented default (mlp: 1024, as in source 003)
+    # the optimizer: SGD, no momentum by default (the sources' common protocol)
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    # learning-rate schedule (lossscape.schedules)
+    schedule: str = "constant"
+    base_batch_size: int | None = None  # linear_scaling: lr applies at this batch size, scaled by bs/base
+    warmup_epochs: float = 0.0
+    decay_epochs: tuple[int, ...] = ()  # step: epochs at which lr (or batch) changes by decay_factor
+    decay_factor: float = 0.1
+    decay_target: str = "lr"  # "batch": grow the batch by 1/decay_factor instead (Smith et al. 2018)
+    snapshots: int = 0  # cyclic_cosine: number of cycles M; a snapshot is saved at each cycle's end
+    freeze_t0: float = 0.5  # freezeout: when the first layer freezes, as a fraction of training
+    freeze_spacing: str = "cubic"
+    freeze_scale_lr: bool = True
+    # when to stop
+    stop: str = "epochs"
+    epochs: int = 10  # the budget for "epochs", the cap otherwise
+    target_loss: float | None = None
+    patience: int | None = None
+    # where and how
+    seed: int = 0
+    world_size: int = 1
+    device: str = "cpu"
+    dtype: str = "float32"
+    record_snapshots: tuple[int, ...] = field(default=())  # extra epochs at which to keep weights
+
+    def __post_init__(self):
+        object.__setattr__(self, "decay_epochs", tuple(self.decay_epochs))
+        object.__setattr__(self, "record_snapshots", tuple(self.record_snapshots))
+        _validate(self)
+
+    # -- identity ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["decay_epochs"] = list(self.decay_epochs)
+        d["record_snapshots"] = list(self.record_snapshots)
+        return d
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, no whitespace, floats in repr form."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown field; allowed: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> "RunConfig":
+        return cls.from_dict(json.loads(s))
+
+    def key(self) -> str:
+        """Stable content hash of the canonical JSON (the cache adds environment to it)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def effective_lr(self) -> float:
+        """The LR at full strength: scaled by batch/base under the linear scaling rule."""
+        if self.schedule == "linear_scaling":
+            return self.lr * self.batch_size / self.base_batch_size
+        return self.lr
+
+
+def _validate(c: RunConfig) -> None:
+    try:
+        validate_request(c.dataset, c.n_samples)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if c.model not in MODELS:
+        _fail("model", c.model, ", ".join(MODELS))
+    if c.width is not None and (not _is_int(c.width) or c.width < 1):
+        _fail("width", c.width, "a positive integer, or None for the model's default")
+    if not _is_int(c.batch_size) or c.batch_size < 1:
+        _fail("batch_size", c.batch_size, "a positive integer (at most the training set size)")
+    if not _finite(c.lr) or c.lr <= 0:
+        _fail("lr", c.lr, "a finite number > 0")
+    if not _finite(c.momentum) or not 0 <= c.momentum < 1:
+        _fail("momentum", c.momentum, "0 <= momentum < 1")
+    if c.nesterov and c.momentum == 0:
+        _fail("nesterov", c.nesterov, "True only with momentum > 0")
+    if not _finite(c.weight_decay) or c.weight_decay < 0:
+        _fail("weight_decay", c.weight_decay, "a finite number >= 0")
+    if c.schedule not in SCHEDULES:
+        _fail("schedule", c.schedule, ", ".join(SCHEDULES))
+    if c.schedule == "linear_scaling":
+        if c.base_batch_size is None or not _is_int(c.base_batch_size) or c.base_batch_size < 1:
+            _fail("base_batch_size", c.base_batch_size, "a positive integer when schedule='linear_scaling'")
+    elif c.base_batch_size is not None:
+        _fail("base_batch_size", c.base_batch_size, "None unless schedule='linear_scaling'")
+    if not _finite(c.warmup_epochs) or c.warmup_epochs < 0 or c.warmup_epochs >= max(c.epochs, 1):
+        _fail("warmup_epochs", c.warmup_epochs, f"0 <= warmup_epochs < epochs ({c.epochs})")
+    if c.schedule == "step":
+        if not c.decay_epochs or any(not _is_int(e) or not 0 < e < c.epochs for e in c.decay_epochs) \
+                or list(c.decay_epochs) != sorted(set(c.decay_epochs)):
+            _fail("decay_epochs", c.decay_epochs, f"increasing epochs strictly between 0 and epochs ({c.epochs}) when schedule='step'")
+        if not _finite(c.decay_factor) or not 0 < c.decay_factor < 1:
+            _fail("decay_factor", c.decay_factor, "0 < decay_factor < 1")
+    elif c.decay_epochs:
+        _fail("decay_epochs", c.decay_epochs, "empty unless schedule='step'")
+    if c.decay_target not in DECAY_TARGETS:
+        _fail("decay_target", c.decay_target, ", ".join(DECAY_TARGETS))
+    if c.decay_target == "batch" and c.schedule != "step":
+        _fail("decay_target", c.decay_target, "'lr' unless schedule='step'")
+    if c.schedule == "cyclic_cosine":
+        if not _is_int(c.snapshots) or c.snapshots < 1:
+            _fail("snapshots", c.snapshots, "a positive integer (the number of cycles M) when schedule='cyclic_cosine'")
+    elif c.snapshots:
+        _fail("snapshots", c.snapshots, "0 unless schedule='cyclic_cosine'")
+    if not _finite(c.freeze_t0) or not 0 < c.freeze_t0 <= 1:
+        _fail("freeze_t0", c.freeze_t0, "0 < freeze_t0 <= 1")
+    if c.freeze_spacing not in FREEZE_SPACINGS:
+        _fail("freeze_spacing", c.freeze_spacing, ", ".join(FREEZE_SPACINGS))
+    if c.stop not in STOP_RULES:
+        _fail("stop", c.stop, ", ".join(STOP_RULES))
+    if not _is_int(c.epochs) or c.epochs < 1:
+        _fail("epochs", c.epochs, "a positive integer")
+    if c.stop == "target_loss":
+        if c.target_loss is None or not _finite(c.target_loss) or c.target_loss <= 0:
+            _fail("target_loss", c.target_loss, "a finite number > 0 when stop='target_loss'")
+    elif c.target_loss is not None:
+        _fail("target_loss", c.target_loss, "None unless stop='target_loss'")
+    if c.stop == "early_stop":
+        if c.patience is None or not _is_int(c.patience) or c.patience < 1:
+            _fail("patience", c.patience, "a positive integer when stop='early_stop'")
+    elif c.patience is not None:
+        _fail("patience", c.patience, "None unless stop='early_stop'")
+    if not _is_int(c.seed) or c.seed < 0:
+        _fail("seed", c.seed, "an integer >= 0")
+    if not _is_int(c.world_size) or c.world_size < 1:
+        _fail("world_size", c.world_size, "a positive integer")
+    if c.batch_size % c.world_size:
+        _fail("batch_size", c.batch_size, f"a multiple of world_size ({c.world_size}): each rank takes batch_size / world_size")
+    if c.device not in DEVICES:
+        _fail("device", c.device, ", ".join(DEVICES))
+    if c.dtype not in DTYPES:
+        _fail("dtype", c.dtype, ", ".join(DTYPES))
+    if any(not _is_int(e) or not 0 < e <= c.epochs for e in c.record_snapshots):
+        _fail("record_snapshots", c.record_snapshots, f"epochs between 1 and epochs ({c.epochs})")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -1,0 +1,196 @@
+"""Shared machinery for the geometry metrics.
+
+Every metric reads a model's weights as a dict (or one flat vector in `named_parameters` order)
+and evaluates the loss through `torch.func.functional_call` on tensors it owns, so the module's
+own parameters, buffers, `.grad` and `requires_grad` flags are never touched. The only state a
+metric changes is the train/eval flag, which `evaluating` restores.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+# Examples per forward pass when a caller gives no batch_size: large enough to keep the matmuls
+# efficient, small enough that activations of the models we study stay well under 1 GiB.
+DEFAULT_BATCH = 4096
+# Points of weight space per vmapped pass (surfaces, slices, interpolations), and the largest
+# points x examples in one vmapped forward. On CPU the batched matmuls are compute-bound and
+# big stacks fall out of cache: benchmarks/bench_geometry.py found 16 points x 256 examples as
+# fast as any larger pass. On CUDA larger passes amortize kernel launches; 2**16 keeps a
+# 1024-wide layer's activations at 256 MiB.
+DEFAULT_POINTS_PER_PASS = 16
+MAX_POINT_EXAMPLES = {"cpu": 2**12, "cuda": 2**16}
+
+
+def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """The default loss: cross-entropy on logits, mean over the examples."""
+    return F.cross_entropy(logits, y)
+
+
+def resolve_loss(loss_fn: LossFn | None) -> LossFn:
+    return cross_entropy if loss_fn is None else loss_fn
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration (no dropout, BatchNorm on running stats, so the loss is a
+    deterministic function of the weights); every submodule gets its own flag back."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def parameters(model: nn.Module) -> dict[str, Tensor]:
+    """All parameters, frozen ones included: the geometry is that of the full weight space."""
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def buffers(model: nn.Module) -> dict[str, Tensor]:
+    return {name: b.detach() for name, b in model.named_buffers()}
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def on_device(model: nn.Module, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    device = device_of(model)
+    return X.to(device), y.to(device)
+
+
+def flatten(tensors: dict[str, Tensor]) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors.values()])
+
+
+def unflatten(vec: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Views of `vec` shaped like `like` (gradients flow back to `vec`)."""
+    pieces = torch.split(vec, [t.numel() for t in like.values()])
+    return {name: piece.view(t.shape) for (name, t), piece in zip(like.items(), pieces)}
+
+
+def check_same_keys(direction: dict[str, Tensor], like: dict[str, Tensor], what: str) -> None:
+    if list(direction) != list(like) or any(direction[k].shape != like[k].shape for k in like):
+        raise ValueError(f"{what} must have the keys and shapes of named_parameters()")
+
+
+def slices(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def weighted_chunk_losses(
+    model: nn.Module,
+    params: dict[str, Tensor],
+    bufs: dict[str, Tensor],
+    X: Tensor,
+    y: Tensor,
+    loss_fn: LossFn,
+    batch_size: int | None,
+) -> Iterator[Tensor]:
+    """Each chunk's loss times its share of X; the chunks sum to the mean loss over X (this
+    assumes loss_fn reduces by the mean, as cross-entropy does by default)."""
+    n = len(X)
+    for sl in slices(n, batch_size or DEFAULT_BATCH):
+        logits = functional_call(model, (params, bufs), (X[sl],))
+        yield loss_fn(logits, y[sl]) * ((sl.stop - sl.start) / n)
+
+
+def loss_at(model, params, bufs, X, y, loss_fn, batch_size) -> float:
+    with torch.no_grad():
+        return sum(float(c) for c in weighted_chunk_losses(model, params, bufs, X, y, loss_fn, batch_size))
+
+
+def loss_and_grad(
+    model: nn.Module,
+    flat: Tensor,
+    like: dict[str, Tensor],
+    bufs: dict[str, Tensor],
+    X: Tensor,
+    y: Tensor,
+    loss_fn: LossFn,
+    batch_size: int | None,
+) -> tuple[float, Tensor]:
+    """Mean loss over X and its gradient at the flat weight vector `flat`, backpropagating each
+    chunk as soon as it is computed so memory stays that of one chunk."""
+    flat = flat.detach().requires_grad_(True)
+    params = unflatten(flat, like)
+    total, grad = 0.0, torch.zeros_like(flat)
+    for loss in weighted_chunk_losses(model, params, bufs, X, y, loss_fn, batch_size):
+        (g,) = torch.autograd.grad(loss, flat, materialize_grads=True)
+        grad += g
+        total += float(loss.detach())
+    return total, grad
+
+
+def losses_at_points(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    coeffs: np.ndarray,
+    directions: Sequence[dict[str, Tensor]],
+    buffer_directions: Sequence[dict[str, Tensor]] = (),
+    *,
+    loss_fn: LossFn,
+    points_per_pass: int | None,
+    batch_size: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean loss and accuracy over X at the points theta + sum_k coeffs[p, k] * directions[k].
+
+    theta is `model`'s parameters; `buffer_directions` (if given) move float buffers the same way
+    (interpolating BatchNorm statistics), other buffers stay as they are. Many points share one
+    pass over the data: their weights are stacked and the forward is vmapped over the point
+    dimension, so each layer becomes one batched matmul over points. Accuracy is NaN unless y
+    holds integer class labels.
+    """
+    params, bufs = parameters(model), buffers(model)
+    moving = list(buffer_directions[0]) if buffer_directions else []
+    fixed_bufs = {k: v for k, v in bufs.items() if k not in moving}
+    coeffs = torch.as_tensor(np.asarray(coeffs), dtype=next(iter(params.values())).dtype)
+    coeffs = coeffs.reshape(len(coeffs), -1).to(device_of(model))
+
+    def stacked(base: dict[str, Tensor], dirs: Sequence[dict[str, Tensor]], c: Tensor):
+        # [P, K] @ [K, numel] -> [P, numel]: every point's weights in one matmul per tensor.
+        return {
+            k: v + (c @ torch.stack([d[k].reshape(-1) for d in dirs])).view(len(c), *v.shape)
+            for k, v in base.items()
+        }
+
+    classify = not y.is_floating_point()
+    points = points_per_pass or DEFAULT_POINTS_PER_PASS
+    n = len(X)
+    losses, accs = [], []
+    with torch.no_grad():
+        for pts in slices(len(coeffs), points):
+            c = coeffs[pts]
+            p_stack = stacked(params, directions, c)
+            b_stack = stacked({k: bufs[k] for k in moving}, buffer_directions, c) if moving else {}
+            loss = torch.zeros(len(c), dtype=torch.float64, device=c.device)
+            correct = torch.zeros_like(loss)
+            budget = MAX_POINT_EXAMPLES.get(c.device.type, MAX_POINT_EXAMPLES["cpu"])
+            examples = batch_size or max(1, budget // len(c))
+            for sl in slices(n, examples):
+                xb, yb = X[sl], y[sl]
+
+                def one_point(p, b):
+                    logits = functional_call(model, {**p, **b, **fixed_bufs}, (xb,))
+                    hits = (logits.argmax(-1) == yb).sum() if classify else logits.new_zeros(())
+                    return loss_fn(logits, yb), hits
+
+                chunk_loss, hits = vmap(one_point)(p_stack, b_stack)
+                loss += chunk_loss.double() * ((sl.stop - sl.start) / n)
+                correct += hits.double()
+            losses.append(loss)
+            accs.append(correct / n if classify else torch.full_like(loss, float("nan")))
+    return torch.cat(losses).cpu().numpy(), torch.cat(accs).cpu().numpy()

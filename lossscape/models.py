@@ -1,0 +1,189 @@
+"""Model registry: every model is a sequence of stages whose forward maps inputs to logits.
+
+Stages are the unit FreezeOut freezes (lossscape.freezeout): with `frozen_stages = k` the output
+of stage k-1 is detached, so no backward pass runs through the first k stages.
+
+Convolutional models take 1-D inputs (MNIST-1D: shape (L,) or (C, L)) with Conv1d and images
+(C, H, W) with Conv2d, so the same architecture runs on every dataset in the registry.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import MODELS, ConfigError
+
+DEFAULT_WIDTH = {
+    "mlp": 1024,  # source 003: two hidden layers of 1024 ReLU units
+    "conv1d": 32,
+    "vgg_small": 32,  # source 000: conv blocks of 32, 64, 128 filters
+    "resnet_small": 16,
+    "densenet_small": 12,  # growth rate, as DenseNet-40's k = 12
+}
+
+
+class StagedNet(nn.Module):
+    """Runs `stages` in order; `frozen_stages` leading stages are cut from the backward graph."""
+
+    def __init__(self, stages: list[nn.Module]):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.frozen_stages = 0
+
+    def forward(self, x):
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i + 1 == self.frozen_stages:
+                x = x.detach()
+        return x
+
+
+def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, width: int | None = None) -> StagedNet:
+    if name not in MODELS:
+        raise ConfigError(f"model: got {name!r}; allowed: {', '.join(MODELS)}")
+    w = width or DEFAULT_WIDTH[name]
+    return _BUILDERS[name](tuple(input_shape), n_classes, w)
+
+
+def _spatial(input_shape):
+    """(n_dims, channels, sizes) for a conv model; a flat vector is one channel of length L."""
+    if len(input_shape) == 1:
+        return 1, 1, input_shape
+    if len(input_shape) in (2, 3):
+        return len(input_shape) - 1, input_shape[0], input_shape[1:]
+    raise ConfigError(f"input_shape: got {input_shape}; allowed: (L,), (C, L) or (C, H, W)")
+
+
+class _AddChannel(nn.Module):
+    """Flat 1-D signals (N, L) become (N, 1, L) for Conv1d."""
+
+    def __init__(self, needed: bool):
+        super().__init__()
+        self.needed = needed
+
+    def forward(self, x):
+        return x.unsqueeze(1) if self.needed else x
+
+
+def _ops(nd):
+    return (nn.Conv1d, nn.MaxPool1d, nn.BatchNorm1d, nn.AdaptiveAvgPool1d) if nd == 1 else \
+        (nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d)
+
+
+def _mlp(input_shape, n_classes, w):
+    d = math.prod(input_shape)
+    return StagedNet([
+        nn.Sequential(nn.Flatten(), nn.Linear(d, w), nn.ReLU()),
+        nn.Sequential(nn.Linear(w, w), nn.ReLU()),
+        nn.Linear(w, n_classes),
+    ])
+
+
+def _conv1d(input_shape, n_classes, w):
+    nd, c, size = _spatial(input_shape)
+    if nd != 1:
+        raise ConfigError(f"model: conv1d takes 1-D inputs; got input_shape {input_shape}; use vgg_small for images")
+    length = size[0]
+    return StagedNet([
+        nn.Sequential(_AddChannel(len(input_shape) == 1), nn.Conv1d(c, w, 5, padding=2), nn.ReLU()),
+        nn.Sequential(nn.Conv1d(w, w, 3, stride=2, padding=1), nn.ReLU()),
+        nn.Sequential(nn.Conv1d(w, w, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten()),
+        nn.Linear(w * _down(length, 2), n_classes),
+    ])
+
+
+def _down(n, times):
+    for _ in range(times):
+        n = (n + 1) // 2
+    return n
+
+
+def _vgg_small(input_shape, n_classes, w):
+    """Source 000's base model: conv3x3+ReLU -> max-pool blocks, flatten, two FC layers, no BN.
+
+    The source's binary head is one sigmoid unit; a 2-logit softmax is the same model family
+    (the sigmoid of the logit difference), so every model here ends in n_classes logits.
+    """
+    nd, c, size = _spatial(input_shape)
+    conv, pool, _, _ = _ops(nd)
+    stages, ch = [], c
+    n_blocks = 3 if min(size) >= 16 else 2
+    for i in range(n_blocks):
+        out = w * 2 ** i
+        first = [_AddChannel(len(input_shape) == 1)] if i == 0 else []
+        stages.append(nn.Sequential(*first, conv(ch, out, 3, padding=1), nn.ReLU(), pool(2)))
+        ch = out
+    flat = ch * math.prod(s // 2 ** n_blocks for s in size)
+    stages.append(nn.Sequential(nn.Flatten(), nn.Linear(flat, 4 * w), nn.ReLU()))
+    stages.append(nn.Linear(4 * w, n_classes))
+    return StagedNet(stages)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, nd, cin, cout, stride):
+        super().__init__()
+        conv, _, bn, _ = _ops(nd)
+        self.body = nn.Sequential(conv(cin, cout, 3, stride, 1, bias=False), bn(cout), nn.ReLU(),
+                                  conv(cout, cout, 3, 1, 1, bias=False), bn(cout))
+        self.skip = nn.Identity() if stride == 1 and cin == cout else \
+            nn.Sequential(conv(cin, cout, 1, stride, bias=False), bn(cout))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def _resnet_small(input_shape, n_classes, w):
+    """A CIFAR-style ResNet with three stages of one basic block each (BatchNorm)."""
+    nd, c, _ = _spatial(input_shape)
+    conv, _, bn, gap = _ops(nd)
+    return StagedNet([
+        nn.Sequential(_AddChannel(len(input_shape) == 1), conv(c, w, 3, padding=1, bias=False), bn(w), nn.ReLU()),
+        _BasicBlock(nd, w, w, 1),
+        _BasicBlock(nd, w, 2 * w, 2),
+        _BasicBlock(nd, 2 * w, 4 * w, 2),
+        nn.Sequential(gap(1), nn.Flatten(), nn.Linear(4 * w, n_classes)),
+    ])
+
+
+class _DenseLayer(nn.Module):
+    def __init__(self, nd, cin, growth):
+        super().__init__()
+        conv, _, bn, _ = _ops(nd)
+        self.body = nn.Sequential(bn(cin), nn.ReLU(), conv(cin, growth, 3, padding=1, bias=False))
+
+    def forward(self, x):
+        return torch.cat([x, self.body(x)], 1)
+
+
+def _densenet_small(input_shape, n_classes, growth):
+    """DenseNet-BC-style: dense blocks of 3 layers, transitions with 1x1 conv + avg-pool."""
+    nd, c, _ = _spatial(input_shape)
+    conv, _, bn, gap = _ops(nd)
+    avg = nn.AvgPool1d if nd == 1 else nn.AvgPool2d
+    ch = 2 * growth
+    stages = [nn.Sequential(_AddChannel(len(input_shape) == 1), conv(c, ch, 3, padding=1, bias=False))]
+    for block in range(3):
+        layers = []
+        for _ in range(3):
+            layers.append(_DenseLayer(nd, ch, growth))
+            ch += growth
+        if block < 2:
+            layers += [bn(ch), nn.ReLU(), conv(ch, ch, 1, bias=False), avg(2)]
+        stages.append(nn.Sequential(*layers))
+    stages.append(nn.Sequential(bn(ch), nn.ReLU(), gap(1), nn.Flatten(), nn.Linear(ch, n_classes)))
+    return StagedNet(stages)
+
+
+_BUILDERS = {
+    "mlp": _mlp,
+    "conv1d": _conv1d,
+    "vgg_small": _vgg_small,
+    "resnet_small": _resnet_small,
+    "densenet_small": _densenet_small,
+}
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

@@ -1,0 +1,103 @@
+"""Experiment profiles (fixtures/profiles.toml): which settings, grids and seeds a claims run uses.
+
+A profile names its seeds before anything trains, a list of settings (dataset + model + base LR:
+the claims are parametrized over them) and named grids: a grid is a stop rule and schedule shared
+by several claims, crossed with batch sizes (and LRs where it gives some). Everything here is data;
+nothing is executed from the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .config import ConfigError, RunConfig
+
+PROFILE_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "profiles.toml"
+PROFILES = ("smoke", "cpu", "gpu")
+_RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+_GRID_KEYS = {"batch_sizes", "lrs", "seeds", "population", "why"}
+_SETTING_KEYS = {"id", "why", "requires"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    id: str
+    fields: dict  # RunConfig fields: dataset, model, width, lr, ...
+    requires: str | None = None  # a dataset whose files must be present, else the setting is skipped
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    name: str
+    fields: dict
+    batch_sizes: tuple[int, ...]
+    lrs: tuple[float, ...] | None
+    seeds: tuple[int, ...]
+    population: bool  # False: one process per run, for claims about wall time
+
+    def configs(self, setting: Setting) -> dict[tuple[int, float], RunConfig]:
+        """(batch size, lr) -> config; lr is the setting's unless the grid sweeps its own."""
+        base = {**setting.fields, **self.fields}
+        lrs = self.lrs or (base.get("lr", RunConfig.lr),)
+        out = {}
+        for bs in self.batch_sizes:
+            for lr in lrs:
+                fields = {**base, "batch_size": bs, "lr": lr}
+                if fields.get("schedule") == "linear_scaling" and "base_batch_size" not in fields:
+                    fields["base_batch_size"] = min(self.batch_sizes)
+                out[(bs, lr)] = RunConfig(**fields)
+        return out
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    device: str
+    seeds: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    settings: tuple[Setting, ...]
+    grids: dict[str, GridSpec] = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # claim-specific knobs (epoch k of BS-1, radii, ...)
+
+    def grid(self, name: str) -> GridSpec:
+        if name not in self.grids:
+            raise ConfigError(f"grid: {name!r} is not in profile {self.name!r}; allowed: {', '.join(self.grids)}")
+        return self.grids[name]
+
+
+def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FILE) -> Profile:
+    if name not in PROFILES:
+        raise ConfigError(f"profile: got {name!r}; allowed: {', '.join(PROFILES)}")
+    raw = tomllib.loads(Path(path).read_text())[name]
+    seeds = tuple(range(n_seeds if n_seeds is not None else raw["seeds"]))
+    if not seeds:
+        raise ConfigError(f"seeds: got {n_seeds}; allowed: a positive number")
+    batch_sizes = tuple(raw["batch_sizes"])
+    settings = tuple(_setting(s) for s in raw["settings"])
+    grids = {}
+    for gname, g in raw.get("grids", {}).items():
+        unknown = set(g) - _RUN_FIELDS - _GRID_KEYS
+        if unknown:
+            raise ConfigError(f"{name}.grids.{gname}: unknown key {sorted(unknown)[0]!r}; allowed: RunConfig fields and {', '.join(sorted(_GRID_KEYS))}")
+        fields = {k: v for k, v in g.items() if k in _RUN_FIELDS}
+        fields.setdefault("device", raw.get("device", "cpu"))
+        grid_seeds = tuple(range(g["seeds"])) if "seeds" in g and n_seeds is None else seeds
+        grids[gname] = GridSpec(gname, fields, tuple(g.get("batch_sizes", batch_sizes)),
+                                tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True))
+    return Profile(name, raw.get("description", ""), raw.get("device", "cpu"), seeds, batch_sizes, settings,
+                   grids, raw.get("params", {}))
+
+
+def _setting(s: dict) -> Setting:
+    unknown = set(s) - _RUN_FIELDS - _SETTING_KEYS
+    if unknown:
+        raise ConfigError(f"settings: unknown key {sorted(unknown)[0]!r}; allowed: RunConfig fields and id, why, requires")
+    return Setting(s["id"], {k: v for k, v in s.items() if k in _RUN_FIELDS}, s.get("requires"))

@@ -1,0 +1,125 @@
+"""The controller's side of the plugin: gather claim results from test reports, write the report.
+
+Registered only on the process that owns the terminal (never on an xdist worker), so the report
+files have one writer. Results arrive as JSON on ``report.user_properties``, which is how they
+survive xdist's serialization of reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from lossscape.report.catalog import load_catalog
+from lossscape.report.recorder import ID_KEY, RESULT_KEY
+from lossscape.report.render import write_reports
+from lossscape.report.result import ERROR, SKIPPED, ClaimResult, build_doc, fmt
+
+_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow"}
+
+
+class ReportWriter:
+    def __init__(self, config: pytest.Config, report_dir: Path):
+        self.config = config
+        self.report_dir = report_dir
+        self.rows: dict[str, dict] = {}   # nodeid -> what its reports said
+        self.doc: dict | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        if ID_KEY not in props:
+            return
+        row = self.rows.setdefault(report.nodeid, {"id": props[ID_KEY], "duration": 0.0})
+        row["duration"] += report.duration
+        if RESULT_KEY in props:
+            row["result"] = props[RESULT_KEY]
+        if report.when == "call" or not report.passed:
+            row.setdefault("outcome", report.outcome)  # the first phase that decided the test
+            if report.failed or report.skipped:
+                row.setdefault("reason", _short_reason(report))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.rows:  # e.g. the unit tests: leave an existing report alone
+            return
+        results = [_row_result(nodeid, row) for nodeid, row in self.rows.items()]
+        self.doc = build_doc(results, load_catalog().to_dict(), environment(self.config, results))
+        write_reports(self.doc, self.report_dir)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.doc is None:
+            return
+        tr = terminalreporter
+        tr.write_sep("=", f"lossscape claims (Holm over {self.doc['holm_m']} p-values)")
+        for d in self.doc["results"]:
+            r = ClaimResult.from_dict(d)
+            p = f"  p_holm={fmt(r.p_adjusted, 2)}" if r.p_adjusted is not None else ""
+            tr.write_line(f"{r.label():<32} {r.verdict:<13} {r.measured_text}{p}",
+                          **{_COLOURS.get(r.verdict, "bold"): True})
+            if r.verdict_note:
+                tr.write_line(f"{'':<32} note: {r.verdict_note}")
+        tr.write_line(f"report: {self.report_dir / 'claims.html'}")
+
+
+def _short_reason(report: pytest.TestReport) -> str:
+    """The skip reason or the exception line ("RuntimeError: ..."), as a one-line row text."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message.splitlines()[0]
+    lines = report.longreprtext.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _row_result(nodeid: str, row: dict) -> ClaimResult:
+    outcome = row.get("outcome", "passed")
+    if "result" in row:
+        return replace(ClaimResult.from_dict(json.loads(row["result"])), outcome=outcome, wall_time_s=row["duration"])
+    params = nodeid[nodeid.index("[") + 1:-1] if nodeid.endswith("]") else ""
+    return ClaimResult(id=row["id"], verdict=SKIPPED if outcome == "skipped" else ERROR, params=params,
+                       measured_text=row.get("reason", ""), test_nodeid=nodeid, outcome=outcome,
+                       wall_time_s=row["duration"])
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def environment(config: pytest.Config, results: list[ClaimResult]) -> dict:
+    """What a reader needs to reproduce the run."""
+    torch = sys.modules.get("torch")  # only what the run used: importing torch here would cost seconds
+    cuda = torch is not None and torch.cuda.is_available()
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    status = _git(config.rootpath, "status", "--porcelain", "--untracked-files=no")
+    # the conftest's resolved profile (it has a default the --profile option does not show)
+    profile = getattr(config, "lossscape_profile", None)
+    return {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "profile": getattr(profile, "name", None) or config.getoption("--profile", None),
+        "device": f"cuda: {torch.cuda.get_device_name(0)}" if cuda else f"cpu ({os.cpu_count()} cores)",
+        "torch": torch_version,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git(config.rootpath, "rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "command": " ".join(["pytest", *config.invocation_params.args]),
+        "report_only": config.getoption("--report-only"),
+        "seeds": list(getattr(profile, "seeds", ())) or sorted({s for r in results for s in r.seeds}),
+        "alpha": results[0].alpha if results else 0.05,
+    }

@@ -1,0 +1,116 @@
+"""pytest plugin: claim tests record verdicts through the `claim` fixture; the run writes the report.
+
+Load it from a conftest with ``pytest_plugins = ["lossscape.report.plugin"]``. A claim test is
+marked with its CLAIMS.md ID and uses the fixture (see `recorder.ClaimRecorder`)::
+
+    @pytest.mark.claim("GEO-6")
+    def test_sharpness_rises(claim, grid):
+        res = stats.trend_test(grid.batch_sizes, grid.sharpness, "increasing")
+        claim.check(res, label="Keskar sharpness")
+
+Multiple testing. CLAIMS.md asks for Holm over all claims of a run, which is only known when the
+run ends, but each test has to pass or fail when it finishes. So the test-time verdict uses Holm's
+strictest step, alpha/m, with m = the number of selected claim tests (counted after -k/-m
+deselection, on every xdist worker, since each collects the same items). A result supported at
+alpha/m is supported under Holm whatever the other p-values are, so a passing claim test never
+overstates. At session end the controller Holm-adjusts the p-values that were actually recorded
+(m can only shrink: skipped, crashed and direct-check tests have none) and the report's verdict
+is the Holm verdict; where Holm supports a claim whose test failed at alpha/m, that row says so.
+With --report-only the verdicts are the same; only the claim tests stop failing on them.
+
+Data flow: the fixture puts the result (JSON) on ``item.user_properties``, which pytest copies
+onto every test report and xdist serializes to the controller; the controller collects them in
+``pytest_runtest_logreport`` (`controller.ReportWriter`, registered on the controller only) and
+alone writes claims.json / claims.md / claims.html (atomically; nothing else in the report dir is
+touched). Figures are the exception: tests save them where ``claim.figure_path`` says, on
+whichever worker they run. A run without claim tests writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lossscape.report.catalog import load_catalog
+from lossscape.report.controller import ReportWriter
+from lossscape.report.recorder import ID_KEY, ClaimRecorder
+
+
+@dataclass
+class _RunState:
+    report_dir: Path
+    report_only: bool
+    m: int = 1  # selected claim tests; counted wherever items are collected (controller or worker)
+
+
+_STATE = pytest.StashKey[_RunState]()
+_CALL_FAILED = pytest.StashKey[bool]()
+_WRITER = "lossscape-report-writer"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lossscape report")
+    group.addoption("--report-dir", default="reports",
+                    help="folder for claims.json/md/html and figures, relative to the rootdir (default: reports)")
+    group.addoption("--report-only", action="store_true",
+                    help="record every claim verdict without failing the claim test (a test that raises still fails)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "claim(id): the CLAIMS.md ID a claim test checks")
+    state = _RunState((config.rootpath / config.getoption("--report-dir")).resolve(), config.getoption("--report-only"))
+    config.stash[_STATE] = state
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ReportWriter(config, state.report_dir), _WRITER)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    state = config.stash[_STATE]
+    mode = " (--report-only: verdicts are recorded, claim tests do not fail on them)" if state.report_only else ""
+    return f"lossscape report: {state.report_dir}{mode}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    writer = config.pluginmanager.get_plugin(_WRITER)
+    if writer is not None:
+        config.pluginmanager.unregister(writer)
+
+
+def _claim_id(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("claim")
+    return str(marker.args[0]) if marker and marker.args else None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    catalog = load_catalog().claims
+    claimed = [(item, cid) for item in session.items if (cid := _claim_id(item))]
+    unknown = sorted({cid for _, cid in claimed if cid not in catalog})
+    if unknown:
+        raise pytest.UsageError(f"claim marker with unknown ID(s) {unknown}; "
+                                "the IDs are in lossscape/report/claims.toml")
+    for item, cid in claimed:
+        item.user_properties.append((ID_KEY, cid))  # so even a skipped or crashed claim test reports its ID
+    session.config.stash[_STATE].m = max(1, len(claimed))
+
+
+@pytest.fixture
+def claim(request: pytest.FixtureRequest):
+    """Recorder for the claim this test is marked with: ``claim.figure_path(name)``, ``claim.check(evidence)``."""
+    state = request.config.stash[_STATE]
+    cid = _claim_id(request.node)
+    if cid is None:
+        pytest.fail("the claim fixture needs the test to be marked @pytest.mark.claim('ID')", pytrace=False)
+    recorder = ClaimRecorder(request.node, load_catalog().claims[cid], state.report_dir, state.m, state.report_only)
+    yield recorder
+    if recorder.result is None and not request.node.stash.get(_CALL_FAILED, True):
+        pytest.fail(f"{cid}: the test ended without calling claim.check()", pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed  # read by the fixture's teardown

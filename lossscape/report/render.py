@@ -1,0 +1,218 @@
+"""claims.json -> claims.md and claims.html (one self-contained file: figures inlined as base64).
+
+Both renderers read the same document (see `result.build_doc`) and show the same things: a summary
+table with one row per result and a "not run" row for every catalog claim without one, then one
+section per result. `rerender` rebuilds md/html from an existing claims.json without training.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from lossscape.report.catalog import Catalog
+from lossscape.report.result import ERROR, NOT_RUN, SCHEMA, SKIPPED, ClaimResult, fmt
+from lossscape.stats import Verdict
+
+FILES = ("claims.json", "claims.md", "claims.html")
+RULE = ("A claim is supported when the effect and its whole CI lie in the claimed region and the "
+        "Holm-adjusted p-value is below alpha, refuted when the whole CI lies on the other side, "
+        "and inconclusive otherwise.")
+SUMMARY_COLUMNS = ("ID", "Claim", "Source", "Reported", "Params", "Measured", "p (Holm)", "Verdict")
+
+
+def load_doc(path) -> dict:
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema {doc.get('schema')!r}, this lossscape reads schema {SCHEMA}")
+    return doc
+
+
+def _rows(doc: dict) -> list[tuple[dict, ClaimResult | None]]:
+    """(catalog entry, result) in catalog order; one row per result, (entry, None) for claims not run."""
+    catalog = Catalog.from_dict(doc["catalog"])
+    results = [ClaimResult.from_dict(r) for r in doc["results"]]
+    rows = []
+    for cid, entry in catalog.claims.items():
+        mine = [r for r in results if r.id == cid]
+        if mine:
+            rows.extend((entry.to_dict(), r) for r in mine)
+        else:
+            rows.append((entry.to_dict(), None))
+    known = set(catalog.claims)
+    rows.extend(({"id": r.id, "claim": "(not in the catalog)", "source": "", "reported": ""}, r)
+                for r in results if r.id not in known)
+    return rows
+
+
+def _measured(r: ClaimResult) -> str:
+    return r.measured_text + (f" ({r.ci_level:.0%} CI)" if r.ci_level else "")
+
+
+def _summary_cells(entry: dict, r: ClaimResult | None) -> list[str]:
+    source = entry["source"] + (" (beyond the sources)" if entry.get("beyond_sources") else "")
+    if r is None:
+        return [entry["id"], entry["claim"], source, entry.get("reported", ""), "", "", "", NOT_RUN]
+    return [entry["id"], entry["claim"], source, entry.get("reported", ""), r.params, _measured(r),
+            fmt(r.p_adjusted, 2), r.verdict]
+
+
+def _counts(doc: dict) -> str:
+    verdicts = [r.verdict if r else NOT_RUN for _, r in _rows(doc)]
+    order = [v.value for v in Verdict] + [ERROR, SKIPPED, NOT_RUN]
+    return ", ".join(f"{v}: {verdicts.count(v)}" for v in order if v in verdicts)
+
+
+def _header_lines(doc: dict) -> list[str]:
+    env = doc["environment"]
+    keys = ("timestamp", "profile", "device", "torch", "python", "platform", "git_commit", "command")
+    return [f"{k}: {env[k]}" for k in keys if env.get(k) not in (None, "")] + [
+        f"verdicts: {_counts(doc)}",
+        f"multiple testing: Holm over the {doc['holm_m']} p-values of this run, alpha = {env.get('alpha', 0.05)}",
+    ]
+
+
+def _detail_lines(entry: dict, r: ClaimResult) -> list[tuple[str, str]]:
+    """(label, text) pairs shown in a result's section, both renderers."""
+    stat = r.statistic or {}
+    lines = [("Claim", entry["claim"]), ("Source", entry["source"]), ("Reported", entry.get("reported", "")),
+             ("Test", entry.get("test", "")), ("Claimed", r.claimed()), ("Measured", _measured(r)),
+             ("Method", r.method),
+             ("Statistic", f"{stat.get('name', '')} = {fmt(stat.get('value'))}" if stat else ""),
+             ("p", f"{fmt(r.p_value, 2)} (Holm {fmt(r.p_adjusted, 2)}; at test time needed < {fmt(r.test_alpha, 2)})"
+              if r.p_value is not None else ""),
+             ("Seeds", f"{r.n_seeds} per group" + (f" ({', '.join(map(str, r.seeds))})" if r.seeds else "")
+              if r.n_seeds else ""),
+             ("Configurations", "; ".join(c if isinstance(c, str) else json.dumps(c, sort_keys=True)
+                                         for c in r.configs)),
+             ("Note", r.verdict_note),
+             ("Test node", f"{r.test_nodeid} ({r.outcome}, {fmt(r.wall_time_s)} s)" if r.test_nodeid else "")]
+    return [(k, v) for k, v in lines if v]
+
+
+# -- markdown ------------------------------------------------------------------------------------
+
+def _md_cell(x) -> str:
+    # markdown viewers render inline HTML, so < and & are escaped too
+    return html.escape(str(x), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(columns, rows) -> list[str]:
+    return (["| " + " | ".join(map(_md_cell, columns)) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows])
+
+
+def render_markdown(doc: dict) -> str:
+    rows = _rows(doc)
+    out = ["# lossscape: claims report", ""] + [f"- {line}" for line in _header_lines(doc)] + ["", RULE, ""]
+    out += ["## Summary", ""] + _md_table(SUMMARY_COLUMNS, [_summary_cells(e, r) for e, r in rows])
+    for entry, r in rows:
+        if r is None:
+            continue
+        out += ["", f"## {r.label()}: {r.verdict}", ""]
+        out += [f"- **{k}**: {_md_cell(v)}" for k, v in _detail_lines(entry, r)]
+        out += [f"- **Caveat**: {_md_cell(c)}" for c in r.caveats]
+        for t in r.tables:
+            out += ["", f"**{t.get('title', '')}**", ""] + _md_table(t["columns"], t["rows"])
+        out += [f"\n![{r.label()}: {Path(f).stem}]({f})" for f in r.figures]
+    return "\n".join(out) + "\n"
+
+
+# -- html ----------------------------------------------------------------------------------------
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: left; }
+th { background: #f3f3f3; }
+.v { font-weight: 600; white-space: nowrap; }
+.supported { color: #1a7f37; } .refuted { color: #c0392b; } .inconclusive { color: #b7791f; }
+.error, .skipped, .not-run { color: #777; }
+section { border-top: 1px solid #ddd; margin-top: 1.5em; }
+img { max-width: 100%; display: block; margin: 0.5em 0; }
+.meta { color: #555; } .missing { color: #c0392b; }
+dt { font-weight: 600; } dd { margin: 0 0 0.3em 1.5em; }
+"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _html_table(columns, rows, verdict_col=None) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = [f'<td class="v {_e(v.replace(" ", "-"))}">{_e(v)}</td>' if i == verdict_col else f"<td>{_e(v)}</td>"
+                 for i, v in enumerate(row)]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _html_figure(report_dir: Path, rel: str) -> str:
+    path = report_dir / rel
+    if not path.is_file():
+        return f'<p class="missing">figure not found: {_e(rel)}</p>'
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{_e(rel)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(doc: dict, report_dir) -> str:
+    """The report as one HTML file; figures are read from `report_dir` and inlined."""
+    report_dir = Path(report_dir)
+    rows = _rows(doc)
+    parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+             f"<title>lossscape: claims report</title><style>{CSS}</style></head><body>",
+             "<h1>lossscape: claims report</h1>",
+             "<ul class=\"meta\">" + "".join(f"<li>{_e(line)}</li>" for line in _header_lines(doc)) + "</ul>",
+             f"<p>{_e(RULE)}</p><h2>Summary</h2>",
+             _html_table(SUMMARY_COLUMNS, [_summary_cells(e, r) for e, r in rows], verdict_col=7)]
+    for entry, r in rows:
+        if r is None:
+            continue
+        parts.append(f'<section><h2>{_e(r.label())}: <span class="v {_e(r.verdict)}">{_e(r.verdict)}</span></h2><dl>')
+        parts += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in _detail_lines(entry, r)]
+        parts.append("</dl>")
+        if r.caveats:
+            parts.append("<h3>Caveats</h3><ul>" + "".join(f"<li>{_e(c)}</li>" for c in r.caveats) + "</ul>")
+        for t in r.tables:
+            parts.append(f"<h3>{_e(t.get('title', ''))}</h3>" + _html_table(t["columns"], t["rows"]))
+        parts += [_html_figure(report_dir, f) for f in r.figures]
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Temp file in the same folder, then rename: a reader never sees half a report."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_reports(doc: dict, out_dir, *, json_too=True) -> list[Path]:
+    """Write claims.json (unless `json_too` is False), claims.md and claims.html into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = {"claims.md": render_markdown(doc), "claims.html": render_html(doc, out_dir)}
+    if json_too:
+        texts["claims.json"] = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    for name, text in texts.items():
+        _write_atomic(out_dir / name, text)
+    return [out_dir / name for name in FILES if name in texts]
+
+
+def rerender(report_dir) -> list[Path]:
+    """Rewrite claims.md and claims.html from `report_dir`/claims.json (no training, no tests)."""
+    return write_reports(load_doc(Path(report_dir) / "claims.json"), report_dir, json_too=False)

@@ -1,0 +1,159 @@
+"""One claim's result as the report stores it, and the run-level Holm step that finalizes verdicts.
+
+A `ClaimResult` is plain data: it travels as JSON on the pytest report (so it survives xdist),
+lands in claims.json, and is everything the renderers need. It keeps the fields of the evidence
+(`stats.TestResult`) that the verdict rule reads, so the final verdict can be recomputed from the
+JSON alone once the Holm-adjusted p-value is known.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+
+from lossscape.stats import DECREASING, EQUIVALENT, INCREASING, TestResult, Verdict, decide, holm
+
+SCHEMA = 1
+# Rows without statistical evidence: the test raised, was skipped, or never ran in this session.
+ERROR, SKIPPED, NOT_RUN = "error", "skipped", "not run"
+
+
+def fmt(x, digits=3) -> str:
+    """Numbers as the report prints them."""
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+@dataclass
+class ClaimResult:
+    id: str
+    verdict: str                           # final verdict (after Holm), or ERROR / SKIPPED
+    measured_text: str = ""                # one line: "sharpness ratio 3.2 [2.1, 4.8]"
+    params: str = ""                       # the test's parametrization id, e.g. "mnist1d-mlp"
+    statistic: dict | None = None          # {"name": "kendall_tau_b", "value": 0.61}
+    effect_name: str = ""
+    effect: float | None = None
+    ci: list | None = None                 # [low, high]
+    ci_level: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None        # Holm over this run's p-values, set at session end
+    alpha: float = 0.05
+    null_effect: float | None = None       # with direction and margin: the claimed region
+    direction: str | None = None
+    margin: float | None = None
+    test_verdict: str | None = None        # the verdict the test itself reached (alpha / m)
+    test_alpha: float | None = None
+    verdict_note: str = ""                 # set when the Holm verdict differs from test_verdict
+    n_seeds: int | None = None
+    seeds: list = field(default_factory=list)
+    configs: list = field(default_factory=list)   # dicts or labels of the compared configurations
+    method: str = ""
+    reported: str = ""                     # the source's figures, from the catalog
+    figures: list = field(default_factory=list)   # paths relative to the report dir
+    tables: list = field(default_factory=list)    # {"title": str, "columns": [...], "rows": [[...]]}
+    caveats: list = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    wall_time_s: float | None = None
+    test_nodeid: str = ""
+    outcome: str = ""                      # pytest outcome of the test's call phase
+
+    @classmethod
+    def from_test(cls, id: str, test: TestResult, *, label: str = "", **extra) -> "ClaimResult":
+        """A result carrying `test`'s evidence; `label` names the measured quantity in measured_text."""
+        measured = f"{label} {test.effect_name} {fmt(test.effect)} [{fmt(test.ci_low)}, {fmt(test.ci_high)}]".strip()
+        base = dict(
+            id=id, verdict=Verdict.INCONCLUSIVE.value, measured_text=measured,
+            statistic={"name": test.statistic_name, "value": test.statistic},
+            effect_name=test.effect_name, effect=test.effect, ci=[test.ci_low, test.ci_high],
+            ci_level=test.ci_level, p_value=test.p_value, alpha=test.alpha, null_effect=test.null_effect,
+            direction=test.direction, margin=test.margin, n_seeds=min(test.n), method=test.method,
+            details={"n": list(test.n), **test.details},
+        )
+        return cls(**{**base, **extra})
+
+    @property
+    def has_evidence(self) -> bool:
+        """True when the verdict follows from a p-value and a CI (not a stub, not a direct check)."""
+        return self.p_value is not None and self.direction is not None
+
+    def judge(self, *, alpha: float | None = None, p: float | None = None) -> Verdict:
+        return decide(effect=self.effect, ci_low=self.ci[0] if self.ci else None,
+                      ci_high=self.ci[1] if self.ci else None, p_value=self.p_value if p is None else p,
+                      alpha=self.alpha if alpha is None else alpha, null_effect=self.null_effect,
+                      direction=self.direction, margin=self.margin)
+
+    def label(self) -> str:
+        return f"{self.id}[{self.params}]" if self.params else self.id
+
+    def claimed(self) -> str:
+        """The claimed region in words: "ratio > 1", "|difference - 0| < 0.01"."""
+        if self.direction in INCREASING:
+            return f"{self.effect_name} > {fmt(self.null_effect)}"
+        if self.direction in DECREASING:
+            return f"{self.effect_name} < {fmt(self.null_effect)}"
+        if self.direction == EQUIVALENT:
+            return f"|{self.effect_name} - {fmt(self.null_effect)}| < {fmt(self.margin)}"
+        return ""
+
+    def failure_message(self) -> str:
+        text = f"{self.label()}: {self.test_verdict} -- {self.measured_text}"
+        if self.has_evidence:
+            text += f"; claimed {self.claimed()}; p = {fmt(self.p_value)}, needs < alpha/m = {fmt(self.test_alpha)}"
+        return text
+
+    def to_dict(self) -> dict:
+        return _plain(asdict(self))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClaimResult":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _plain(x):
+    """JSON-ready copy: numpy scalars/arrays to Python, NaN/inf to None (strict JSON has neither)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def apply_holm(results: list[ClaimResult]) -> list[ClaimResult]:
+    """Holm-adjust the p-values of the results that have them; return results with final verdicts.
+
+    The test-time rule used alpha/m (Holm's strictest step), so Holm can only confirm a supported
+    verdict or upgrade one the test rejected; an upgrade is written into `verdict_note`.
+    """
+    tested = [i for i, r in enumerate(results) if r.has_evidence]
+    adjusted = holm([results[i].p_value for i in tested])
+    out = list(results)
+    for i, q in zip(tested, adjusted):
+        r = replace(results[i], p_adjusted=float(q))
+        r.verdict = r.judge(p=float(q)).value
+        if r.test_verdict and r.verdict != r.test_verdict:
+            r.verdict_note = (f"Holm over this run's {len(tested)} p-values gives {r.verdict}; the test itself "
+                              f"used the stricter p < alpha/m = {fmt(r.test_alpha)} and reported {r.test_verdict}.")
+        out[i] = r
+    return out
+
+
+def build_doc(results: list[ClaimResult], catalog_dict: dict, environment: dict) -> dict:
+    """The claims.json document: finalized results plus the catalog and environment they belong to."""
+    final = apply_holm(results)
+    return {
+        "schema": SCHEMA,
+        "environment": environment,
+        "holm_m": sum(r.has_evidence for r in final),
+        "catalog": catalog_dict,
+        "results": [r.to_dict() for r in final],
+    }

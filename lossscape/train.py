@@ -1,0 +1,368 @@
+"""The training engine: train(cfg) -> Run, and train_population(cfg, seeds) -> list[Run].
+
+One engine serves both: parameters are held as tensors with a leading member dimension when a
+population of seeds trains as one stacked model (torch.func: stack_module_state, functional_call,
+vmap), and as the module's own tensors for a single run. The SGD step is written out with foreach
+ops so that the per-step update norm is the update itself, not a second flatten-and-copy, and so
+that stopped members of a population can be masked out.
+
+Every member has its own initialization (torch seeded with its seed while the model is built) and
+its own data order (a torch.Generator seeded with its seed), so member s of a population equals
+train(cfg.replace(seed=s)) up to float rounding of batched vs plain matmuls.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from . import freezeout
+from .config import ConfigError, RunConfig
+from .data import load_dataset
+from .models import build_model, has_batchnorm
+from .schedules import batch_size_at, lr_at, snapshot_steps
+
+EVAL_CHUNK = 4096
+
+
+@dataclass
+class Run:
+    config: RunConfig
+    history: list[dict]
+    update_norms: np.ndarray
+    initial_state: dict[str, torch.Tensor]
+    final_state: dict[str, torch.Tensor]
+    stop_reason: str  # target_loss | early_stop | max_epochs | diverged
+    total_time_s: float
+    device: str
+    input_shape: tuple[int, ...]
+    n_classes: int
+    snapshots: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    snapshot_steps: list[int] = field(default_factory=list)
+    best_epoch: int | None = None  # early_stop: the epoch whose weights final_state holds
+
+    def model(self, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+        """A fresh module holding the final weights (or `state`), in eval mode, on the CPU."""
+        m = build_model(self.config.model, self.input_shape, self.n_classes, self.config.width)
+        m = m.to(getattr(torch, self.config.dtype))
+        m.load_state_dict(state if state is not None else self.final_state)
+        return m.eval()
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    def metric(self, name: str) -> np.ndarray:
+        return np.array([h[name] for h in self.history], dtype=float)
+
+
+def train(cfg: RunConfig, *, progress: Callable[[int, dict], None] | None = None) -> Run:
+    """Train one configuration; a world_size > 1 config runs data-parallel (lossscape.parallel)."""
+    if cfg.world_size > 1:
+        from .parallel import train_ddp
+        return train_ddp(cfg, progress=progress)
+    return _Engine(cfg, [cfg.seed], stacked=False, progress=progress).run()[0]
+
+
+def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], None] | None = None) -> list[Run]:
+    """Train cfg once per seed, as one stacked model where the model allows it.
+
+    BatchNorm models (running statistics do not vmap cleanly) and data-parallel configs fall back
+    to a loop of `train`, with the same results.
+    """
+    seeds = [int(s) for s in seeds]
+    probe = build_model(cfg.model, *_shape_and_classes(cfg), cfg.width)
+    if cfg.world_size > 1 or has_batchnorm(probe) or len(seeds) == 1:
+        return [train(cfg.replace(seed=s), progress=progress) for s in seeds]
+    return _Engine(cfg, seeds, stacked=True, progress=progress).run()
+
+
+def load_data(cfg: RunConfig, data_dir=None):
+    return load_dataset(cfg.dataset, n_samples=cfg.n_samples, data_dir=data_dir)
+
+
+def _shape_and_classes(cfg):
+    ds = load_data(cfg)
+    return ds.input_shape, ds.n_classes
+
+
+def init_model(cfg: RunConfig, seed: int, input_shape, n_classes) -> nn.Module:
+    """The seeded initialization, built without touching the caller's global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(cfg.model, input_shape, n_classes, cfg.width)
+    return model.to(getattr(torch, cfg.dtype))
+
+
+def stage_of(name: str) -> int:
+    """Parameter names are 'stages.<i>....' (models.StagedNet)."""
+    return int(name.split(".")[1])
+
+
+def data_seed(seed: int) -> int:
+    """The base of a run's data-order seeds; epoch e shuffles with data_seed(seed) + e.
+
+    Spaced far apart so that seeds s and s + 1 never share an epoch's order. DDP ranks pass it to
+    DistributedSampler(seed=...), whose per-epoch permutation is the same randperm, so k ranks see
+    exactly the examples one process sees in each global batch.
+    """
+    return seed * 1_000_003
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(data_seed(seed) + epoch)
+    return torch.randperm(n, generator=g)
+
+
+class _Engine:
+    """rank/world: a data-parallel process (lossscape.parallel) takes every world-th example of each
+    global batch, which is DistributedSampler's shard, and runs its forward through `wrap` (DDP)."""
+
+    def __init__(self, cfg: RunConfig, seeds: list[int], *, stacked: bool, progress=None, data_dir=None,
+                 rank: int = 0, world: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None):
+        self.cfg, self.seeds, self.stacked, self.progress = cfg, seeds, stacked, progress
+        self.rank, self.world = rank, world
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device: got 'cuda' but CUDA is not available; allowed here: cpu")
+        ds = load_data(cfg, data_dir)
+        self.ds = ds
+        n_train = len(ds.y_train)
+        if cfg.batch_size > n_train:
+            raise ConfigError(f"batch_size: got {cfg.batch_size}; allowed: 1..{n_train} (the {cfg.dataset} training set)")
+        dt = getattr(torch, cfg.dtype)
+        put = lambda t: None if t is None else t.to(self.device, dt if t.is_floating_point() else t.dtype)
+        self.X, self.y = put(ds.X_train), put(ds.y_train)
+        self.splits = {"train": (self.X, self.y), "val": (put(ds.X_val), put(ds.y_val))}
+        if ds.X_test is not None:
+            self.splits["test"] = (put(ds.X_test), put(ds.y_test))
+        self.models = [init_model(cfg, s, ds.input_shape, ds.n_classes).to(self.device) for s in seeds]
+        self.initial = [_cpu_state(m) for m in self.models]
+        self.base = self.models[0]
+        if stacked:
+            params, _ = stack_module_state(self.models)
+            self.names = list(params)
+            self.params = [params[k].detach().requires_grad_(True) for k in self.names]
+            self.base = build_model(cfg.model, ds.input_shape, ds.n_classes, cfg.width).to(self.device, dt)
+            self.base.to("meta")  # functional_call supplies every tensor; the module is only code
+        else:
+            self.names = [k for k, _ in self.base.named_parameters()]
+            self.params = list(self.base.parameters())
+        self.stages = [stage_of(k) for k in self.names]
+        self.n_stages = len(self.base.stages)
+        self.forward_module = wrap(self.base) if wrap else self.base
+
+    # -- forward ---------------------------------------------------------------------------
+    def _logits(self, params, x):
+        """x: [S, B, ...] stacked, [B, ...] single."""
+        if not self.stacked:
+            return self.forward_module(x)
+        names = self.names
+
+        def one(p, xb):
+            return functional_call(self.base, dict(zip(names, p)), (xb,))
+        return vmap(one)(params, x)
+
+    def _losses(self, logits, y):
+        """Per-member mean cross-entropy: [S]."""
+        if not self.stacked:
+            return F.cross_entropy(logits, y).reshape(1)
+        S, B = y.shape
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(S, B).mean(1)
+
+    @torch.no_grad()
+    def _evaluate(self, X, y):
+        """Mean loss and accuracy over a whole split, per member."""
+        was_training = self.base.training
+        self.base.eval()
+        S = len(self.seeds)
+        loss = torch.zeros(S, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(S, dtype=torch.float64, device=self.device)
+        for i in range(0, len(y), EVAL_CHUNK):
+            xb, yb = X[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
+            if self.stacked:
+                xb, yb = xb.expand(S, *xb.shape), yb.expand(S, *yb.shape)
+            # the plain module, not the DDP wrapper: evaluation is local and needs no gradient sync
+            logits = self._logits(self.params, xb) if self.stacked else self.base(xb)
+            loss += self._losses(logits, yb).double() * len(xb if not self.stacked else xb[0])
+            correct += (logits.argmax(-1) == yb).double().sum(-1).reshape(S)
+        self.base.train(was_training)
+        return (loss / len(y)).cpu().numpy(), (correct / len(y)).cpu().numpy()
+
+    # -- the step --------------------------------------------------------------------------
+    def _sq_norms(self, tensors):
+        """Squared norm per member of a list of (stacked) tensors: [S]. One reduction kernel per
+        tensor (a fused foreach norm for a single model), no concatenated copy of the update."""
+        if self.stacked:
+            return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors]).square().sum(0)
+        return torch.stack(torch._foreach_norm(tensors)).square().sum().reshape(1)
+
+    def run(self) -> list[Run]:
+        cfg, S = self.cfg, len(self.seeds)
+        n = len(self.y)
+        epochs_bs = [batch_size_at(cfg, e, n) for e in range(cfg.epochs)]
+        total_steps = sum(math.ceil(n / b) for b in epochs_bs)
+        snap_at = set(snapshot_steps(total_steps, cfg.snapshots)) if cfg.snapshots else set()
+        momentum_buf = None
+        active = torch.ones(S, dtype=torch.bool)  # members still training
+        reasons = ["max_epochs"] * S
+        histories = [[] for _ in range(S)]
+        norms_per_epoch = []
+        snapshots = [[] for _ in range(S)]
+        snap_steps: list[int] = []
+        best = [math.inf] * S
+        best_epoch = [None] * S
+        best_params = None
+        waits = [0] * S
+        step = 0
+        t_start = time.perf_counter()
+        self.base.train()
+        for epoch in range(cfg.epochs):
+            bs = epochs_bs[epoch]
+            steps_this = math.ceil(n / bs)
+            perms = torch.stack([epoch_permutation(s, epoch, n) for s in self.seeds]).to(self.device)
+            if not self.stacked:
+                perms = perms[0]
+            start = [p.detach().clone() for p in self.params]
+            mask = None if bool(active.all()) else active.to(self.device, self.params[0].dtype)
+            epoch_norms = []
+            self._sync()
+            t0 = time.perf_counter()
+            for j in range(steps_this):
+                batch = perms[..., j * bs:(j + 1) * bs]
+                idx = batch[self.rank::self.world] if self.world > 1 else batch
+                xb, yb = self.X[idx], self.y[idx]
+                lrs = self._stage_lrs(step, total_steps, epoch + j / steps_this)
+                live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
+                if self.n_stages and cfg.schedule == "freezeout":
+                    self.base.frozen_stages = freezeout.frozen_prefix(lrs)
+                plist = [self.params[i] for i in live]
+                for p in plist:
+                    p.grad = None
+                logits = self._logits(self.params, xb)
+                if self.world > 1:
+                    # DDP averages the ranks' gradients: a rank's summed loss times world / |batch|
+                    # makes that average the global batch's mean gradient, also when a short last
+                    # batch splits unevenly over the ranks (or leaves one of them nothing).
+                    loss = F.cross_entropy(logits, yb, reduction="sum") * (self.world / batch.shape[-1])
+                else:
+                    loss = self._losses(logits, yb)
+                loss.sum().backward()
+                with torch.no_grad():
+                    d = [p.grad for p in plist]
+                    if cfg.weight_decay:
+                        d = torch._foreach_add(d, plist, alpha=cfg.weight_decay)
+                    if cfg.momentum:
+                        if momentum_buf is None:
+                            momentum_buf = [torch.zeros_like(p) for p in self.params]
+                        bufs = [momentum_buf[i] for i in live]
+                        torch._foreach_mul_(bufs, cfg.momentum)
+                        torch._foreach_add_(bufs, d)
+                        d = torch._foreach_add(d, bufs, alpha=cfg.momentum) if cfg.nesterov else bufs
+                    upd = torch._foreach_mul(d, [lrs[self.stages[i]] for i in live])
+                    if mask is not None:
+                        upd = torch._foreach_mul(upd, [mask.view(-1, *[1] * (p.dim() - 1)) for p in plist])
+                    torch._foreach_sub_(plist, upd)
+                    epoch_norms.append(self._sq_norms(upd))
+                step += 1
+                if step in snap_at:
+                    snap_steps.append(step)
+                    for m in range(S):
+                        snapshots[m].append(self._member_state(m))
+            self._sync()
+            epoch_time = time.perf_counter() - t0
+            with torch.no_grad():
+                norms_per_epoch.append(torch.stack(epoch_norms).sqrt().cpu())
+                dist = self._sq_norms(torch._foreach_sub([p.detach() for p in self.params], start)).sqrt().cpu()
+            t1 = time.perf_counter()
+            evals = {k: self._evaluate(*xy) for k, xy in self.splits.items()}
+            eval_time = time.perf_counter() - t1
+            for m in range(S):
+                if not active[m]:
+                    continue
+                row = {"epoch": epoch + 1, "epoch_time_s": epoch_time, "eval_time_s": eval_time,
+                       "epoch_distance": float(dist[m]), "lr": lrs[-1] if lrs else cfg.lr, "batch_size": bs,
+                       "steps": steps_this}
+                for split, (l, a) in evals.items():
+                    row[f"{split}_loss"], row[f"{split}_acc"] = float(l[m]), float(a[m])
+                histories[m].append(row)
+                if self.progress and self.rank == 0:
+                    self.progress(self.seeds[m], row)
+                reason = self._stop_reason(m, row, best, waits)
+                if cfg.stop == "early_stop" and row["val_loss"] < best[m]:
+                    best[m], best_epoch[m], waits[m] = row["val_loss"], epoch + 1, 0
+                    best_params = self._keep_best(best_params, m)
+                if epoch + 1 in cfg.record_snapshots:
+                    snapshots[m].append(self._member_state(m))
+                if reason:
+                    reasons[m] = reason
+                    active[m] = False
+            if not bool(active.any()):
+                break
+        total_time = time.perf_counter() - t_start
+        norms = torch.cat(norms_per_epoch).numpy() if norms_per_epoch else np.zeros((0, S))
+        runs = []
+        for m, seed in enumerate(self.seeds):
+            final = self._member_state(m, best_params if cfg.stop == "early_stop" and best_params else None)
+            member_norms = norms[:, m] if norms.ndim == 2 else norms
+            runs.append(Run(
+                config=cfg.replace(seed=seed), history=histories[m],
+                update_norms=member_norms[: sum(h["steps"] for h in histories[m])].astype(np.float64),
+                initial_state=self.initial[m], final_state=final, stop_reason=reasons[m],
+                total_time_s=total_time, device=self.device.type, input_shape=tuple(self.ds.input_shape),
+                n_classes=self.ds.n_classes, snapshots=snapshots[m], snapshot_steps=list(snap_steps),
+                best_epoch=best_epoch[m]))
+        return runs
+
+    def _stage_lrs(self, step, total_steps, epoch_f):
+        if self.cfg.schedule == "freezeout":
+            return freezeout.stage_lrs(self.cfg, self.n_stages, step, total_steps)
+        return [lr_at(self.cfg, step, total_steps, epoch_f)] * self.n_stages
+
+    def _stop_reason(self, m, row, best, waits):
+        cfg = self.cfg
+        if not math.isfinite(row["train_loss"]):
+            return "diverged"
+        if cfg.stop == "target_loss" and row["train_loss"] <= cfg.target_loss:
+            return "target_loss"
+        if cfg.stop == "early_stop" and row["val_loss"] >= best[m]:
+            waits[m] += 1
+            if waits[m] >= cfg.patience:
+                return "early_stop"
+        return None
+
+    def _keep_best(self, best_params, m):
+        with torch.no_grad():
+            if best_params is None:
+                best_params = [p.detach().clone() for p in self.params]
+            for b, p in zip(best_params, self.params):
+                if self.stacked:
+                    b[m].copy_(p[m])
+                else:
+                    b.copy_(p)
+        return best_params
+
+    def _member_state(self, m, params=None):
+        """Member m's weights (and buffers for single runs) as a CPU state dict."""
+        if not self.stacked:
+            state = _cpu_state(self.base)
+            if params is not None:
+                state.update({k: v.detach().cpu().clone() for k, v in zip(self.names, params)})
+            return state
+        src = params if params is not None else self.params
+        return {k: v[m].detach().cpu().clone() for k, v in zip(self.names, src)}
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,112 @@
+"""Filter-normalized directions and loss surfaces against models perturbed by hand."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lossscape import geometry as g
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+
+
+def conv_bn():
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv1d(1, 3, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Flatten(), nn.Dropout(0.5), nn.Linear(3 * 4, 3)
+    ).double()
+    with torch.no_grad():  # give BatchNorm running statistics that are not the identity
+        model.train()
+        for _ in range(3):
+            model(torch.randn(16, 1, 6, dtype=torch.float64) * 2 + 1)
+    return model
+
+
+def data(model):
+    torch.manual_seed(2)
+    shape = (11, 1, 6) if isinstance(model[0], nn.Conv1d) else (11, 6)
+    return torch.randn(*shape, dtype=torch.float64), torch.randint(0, 3, (11,))
+
+
+def loss_by_hand(model, X, y, steps):
+    """The loss of a deep copy whose parameters were moved by sum(t * d) in place."""
+    moved = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for name, p in moved.named_parameters():
+            for t, d in steps:
+                p.add_(t * d[name])
+        return float(F.cross_entropy(moved(X), y))
+
+
+@pytest.mark.parametrize("make", [mlp, conv_bn])
+def test_filter_norms_match_weights(make):
+    model = make()
+    d = g.filter_normalized_direction(model, seed=3)
+    assert list(d) == [name for name, _ in model.named_parameters()]
+    for name, w in model.named_parameters():
+        if w.dim() > 1:
+            for d_slice, w_slice in zip(d[name], w.detach()):
+                assert float(d_slice.norm()) == pytest.approx(float(w_slice.norm()), rel=1e-9)
+        else:
+            assert torch.count_nonzero(d[name]) == 0  # biases and BatchNorm affine: zeroed
+
+
+def test_ignore_none_copies_one_dimensional_weights():
+    model = conv_bn()
+    kept = g.filter_normalized_direction(model, seed=3, ignore=None)
+    ignored = g.filter_normalized_direction(model, seed=3)
+    for name, w in model.named_parameters():
+        expected = w.detach() if w.dim() <= 1 else ignored[name]
+        assert torch.equal(kept[name], expected)
+
+
+def test_directions_are_random_by_seed():
+    model = mlp()
+    a, b = g.filter_normalized_direction(model, seed=0), g.filter_normalized_direction(model, seed=1)
+    assert torch.equal(a["0.weight"], g.filter_normalized_direction(model, seed=0)["0.weight"])
+    assert not torch.allclose(a["0.weight"], b["0.weight"])
+
+
+@pytest.mark.parametrize("make", [mlp, conv_bn])
+def test_non_square_surface_matches_hand_perturbed_models(make):
+    model = make()
+    X, y = data(model)
+    dx, dy = g.filter_normalized_direction(model, seed=4), g.filter_normalized_direction(model, seed=5)
+    xs = [-0.6, -0.1, 0.0, 0.45, 1.0]
+    ys = [-0.3, 0.25, 0.8]
+    # 4 points per pass over 15 points and 4-example chunks of 11: both chunkings are ragged.
+    Z = g.loss_surface_2d(model, X, y, dx, dy, xs, ys, points_per_pass=4, batch_size=4)
+    assert Z.shape == (len(ys), len(xs))
+    expected = [[loss_by_hand(model, X, y, [(a, dx), (b, dy)]) for a in xs] for b in ys]
+    np.testing.assert_allclose(Z, expected, rtol=1e-10)
+
+
+def test_surface_centre_is_the_model_loss():
+    model = conv_bn()
+    X, y = data(model)
+    d = g.filter_normalized_direction(model)
+    Z = g.loss_surface_2d(model, X, y, d, d, [0.0], [0.0])
+    with torch.no_grad():
+        assert Z[0, 0] == pytest.approx(float(F.cross_entropy(model.eval()(X), y)), rel=1e-12)
+
+
+def test_slice_matches_hand_perturbed_models():
+    model = conv_bn()
+    X, y = data(model)
+    d = g.filter_normalized_direction(model, seed=6)
+    ts = [-1.0, -0.2, 0.5, 2.0]
+    expected = [loss_by_hand(model, X, y, [(t, d)]) for t in ts]
+    np.testing.assert_allclose(g.loss_slice_1d(model, X, y, d, ts), expected, rtol=1e-10)
+
+
+def test_direction_with_wrong_keys_is_refused():
+    model = mlp()
+    X, y = data(model)
+    d = g.filter_normalized_direction(model)
+    with pytest.raises(ValueError):
+        g.loss_slice_1d(model, X, y, {k: v for k, v in d.items() if k != "0.bias"}, [0.0])

@@ -1,0 +1,250 @@
+"""The claims report: catalog, result JSON, renderers, and the pytest plugin end to end (pytester)."""
+
+import base64
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lossscape
+from lossscape import stats
+from lossscape.report import (
+    ClaimResult, build_doc, load_catalog, load_doc, render_html, render_markdown, rerender, write_reports,
+)
+from lossscape.report.result import apply_holm
+
+pytest_plugins = ["pytester"]
+
+LEVELS = np.repeat([16, 64, 256, 1024], 5)
+# inner pytest runs: no cache files, and none of the unrelated plugins' start-up cost
+INNER = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
+EXPECTED_IDS = ([f"BS-{i}" for i in range(1, 7)] + ["DP-1", "DP-2"] + [f"GEO-{i}" for i in range(1, 9)]
+                + [f"LR-{i}" for i in range(1, 8)] + [f"SE-{i}" for i in range(1, 4)]
+                + [f"FO-{i}" for i in range(1, 4)] + [f"X-{i}" for i in range(1, 4)])  # CLAIMS.md, in order
+
+
+# -- catalog -------------------------------------------------------------------------------------
+
+def test_catalog_has_every_claims_md_id_in_order():
+    cat = load_catalog()
+    assert list(cat.claims) == EXPECTED_IDS
+    for cid, c in cat.claims.items():
+        assert c.family == cid.split("-")[0] and c.family in cat.families
+        assert c.claim and c.source
+        assert c.beyond_sources == (c.family == "X")
+        if not c.beyond_sources:  # every source claim cites documents from shared/seeds
+            assert re.search(r"\b00[0-4]\b", c.source) and c.test
+
+
+# -- documents and renderers ---------------------------------------------------------------------
+
+def _png(path: Path, shade: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (shade, 0, 0)).save(path)
+    return path
+
+
+def _doc(report_dir: Path) -> dict:
+    rng = np.random.default_rng(0)
+    up = stats.trend_test(LEVELS, np.log2(LEVELS) * rng.lognormal(0, 0.1, LEVELS.size), n_boot=300, n_perm=999)
+    down = stats.trend_test(LEVELS, 12 - np.log2(LEVELS) * rng.lognormal(0, 0.1, LEVELS.size), n_boot=300, n_perm=999)
+    figs = [_png(report_dir / "figures" / f"GEO-6-{k}.png", 40 * k).relative_to(report_dir).as_posix() for k in (1, 2)]
+    results = [
+        ClaimResult.from_test("GEO-6", up, label="sharpness", params="mnist1d-mlp", verdict="supported",
+                              test_verdict="supported", test_alpha=0.025, figures=figs, seeds=[0, 1, 2, 3, 4],
+                              caveats=["<script>alert(1)</script> stays text"],
+                              tables=[{"title": "per batch size", "columns": ["bs", "mean"],
+                                       "rows": [[16, 1.0], [1024, 2.5]]}]),
+        ClaimResult.from_test("BS-3", down, label="epoch time", verdict="refuted", test_verdict="refuted",
+                              test_alpha=0.025),
+    ]
+    env = {"timestamp": "2026-01-01T00:00:00+00:00", "profile": "smoke", "device": "cpu", "alpha": 0.05}
+    return build_doc(results, load_catalog().to_dict(), env)
+
+
+def test_doc_verdicts_follow_holm(tmp_path):
+    doc = _doc(tmp_path)
+    by_id = {r["id"]: r for r in doc["results"]}
+    assert doc["holm_m"] == 2
+    assert by_id["GEO-6"]["verdict"] == "supported" and by_id["BS-3"]["verdict"] == "refuted"
+    ps = [by_id["GEO-6"]["p_value"], by_id["BS-3"]["p_value"]]
+    assert [by_id["GEO-6"]["p_adjusted"], by_id["BS-3"]["p_adjusted"]] == pytest.approx(stats.holm(ps).tolist())
+
+
+def test_holm_upgrade_is_written_into_the_row():
+    test = stats.TestResult("m", "s", 1.0, 0.02, "ratio", 2.0, 1.5, 3.0, 0.95, 1.0, "increasing", (5, 5))
+    failed_at_test_time = ClaimResult.from_test("BS-1", test, verdict="inconclusive", test_verdict="inconclusive",
+                                                test_alpha=0.0125)
+    no_p = ClaimResult("DP-1", "supported", measured_text="max |dw| 1e-7")
+    final = apply_holm([failed_at_test_time, no_p])
+    assert final[0].p_adjusted == pytest.approx(0.02) and final[0].verdict == "supported"
+    assert "Holm" in final[0].verdict_note and "inconclusive" in final[0].verdict_note
+    assert final[1] == no_p  # results without a p-value are outside the Holm family
+
+
+def test_html_is_self_contained(tmp_path):
+    doc = _doc(tmp_path)
+    page = render_html(doc, tmp_path)
+    summary = page.split("<h2>Summary</h2>")[1].split("</table>")[0]
+    assert summary.count("<tr>") == 1 + len(EXPECTED_IDS)  # header + one row per catalog claim here
+    assert summary.count(">not run</td>") == len(EXPECTED_IDS) - 2
+    assert 'class="v supported">supported<' in summary and 'class="v refuted">refuted<' in summary
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert [base64.b64decode(i) for i in images] == [(tmp_path / f).read_bytes() for f in doc["results"][0]["figures"]]
+    assert not re.search(r"(src|href)=\"(?!data:)", page) and "http" not in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_markdown_summary_rows(tmp_path):
+    text = render_markdown(_doc(tmp_path))
+    summary = text.split("## Summary")[1].split("\n## ")[0]
+    rows = [line for line in summary.splitlines() if re.match(r"\| [A-Z]+-\d", line)]
+    assert [r.split(" | ")[0][2:] for r in rows] == EXPECTED_IDS
+    assert sum(r.endswith("| not run |") for r in rows) == len(EXPECTED_IDS) - 2
+    assert "## GEO-6[mnist1d-mlp]: supported" in text and "](figures/GEO-6-1.png)" in text
+    assert "| 16 | 1.0 |" in text  # the result's own table
+
+
+def test_json_round_trip_and_rerender(tmp_path):
+    doc = _doc(tmp_path)
+    keep = _png(tmp_path / "figures" / "other.png", 7)
+    (tmp_path / "notes.txt").write_text("mine")
+    paths = write_reports(doc, tmp_path)
+    assert [p.name for p in paths] == ["claims.json", "claims.md", "claims.html"]
+    assert load_doc(tmp_path / "claims.json") == json.loads(json.dumps(doc))
+    r = ClaimResult.from_dict(doc["results"][0])
+    assert ClaimResult.from_dict(json.loads(r.to_json())) == r
+    html_before = (tmp_path / "claims.html").read_text()
+    (tmp_path / "claims.html").unlink()
+    rerender(tmp_path)
+    assert (tmp_path / "claims.html").read_text() == html_before
+    assert keep.exists() and (tmp_path / "notes.txt").read_text() == "mine"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_nan_evidence_serializes_as_null():
+    test = stats.TestResult("m", "s", float("nan"), 1.0, "ratio", 1.0, float("nan"), float("nan"), 0.95, 1.0,
+                            "increasing", (3, 3))
+    d = json.loads(ClaimResult.from_test("BS-1", test).to_json())
+    assert d["ci"] == [None, None] and d["statistic"]["value"] is None
+    assert ClaimResult.from_dict(d).judge() is stats.Verdict.INCONCLUSIVE
+
+
+# -- the plugin, end to end ----------------------------------------------------------------------
+
+CLAIM_TESTS = '''
+import numpy as np, pytest
+from PIL import Image
+from lossscape import stats
+
+LEVELS = np.repeat([16, 64, 256, 1024], 5)
+
+@pytest.mark.claim("BS-1")
+def test_planted(claim):
+    values = np.log2(LEVELS) * (1 + 0.05 * np.sin(np.arange(LEVELS.size)))
+    Image.new("RGB", (8, 8)).save(claim.figure_path("curve.png"))
+    claim.check(stats.trend_test(LEVELS, values, n_boot=300), label="training loss", seeds=[0, 1, 2, 3, 4])
+
+@pytest.mark.claim("BS-2")
+@pytest.mark.parametrize("setting", ["tiny"])
+def test_null(claim, setting):
+    values = 1 + 0.1 * np.cos(2.1 * np.arange(LEVELS.size))
+    claim.check(stats.trend_test(LEVELS, values, n_boot=300), label="min val loss")
+
+def test_not_a_claim():
+    pass
+'''
+
+
+@pytest.fixture
+def claims_dir(pytester):
+    pytester.makeconftest('pytest_plugins = ["lossscape.report.plugin"]\n')
+    pytester.makepyfile(test_claims=CLAIM_TESTS)
+    return pytester
+
+
+def _results(pytester) -> dict:
+    doc = json.loads((pytester.path / "reports" / "claims.json").read_text())
+    return {r["id"]: r for r in doc["results"]}
+
+
+def test_plugin_fails_unsupported_claims_with_their_numbers(claims_dir):
+    run = claims_dir.runpytest(*INNER, "--strict-markers")
+    run.assert_outcomes(passed=2, failed=1)
+    run.stdout.fnmatch_lines(["*BS-2[[]tiny[]]: inconclusive -- min val loss ratio * [[]*, *[]]*p = *alpha/m = 0.025*"])
+    run.stdout.fnmatch_lines(["*lossscape claims (Holm over 2 p-values)*", "BS-1 * supported *training loss ratio*"])
+    results = _results(claims_dir)
+    assert results["BS-1"]["outcome"] == "passed" and results["BS-2"]["outcome"] == "failed"
+
+
+def test_report_only_records_both_without_failing(claims_dir):
+    claims_dir.runpytest(*INNER, "--report-only").assert_outcomes(passed=3)
+    results = _results(claims_dir)
+    assert set(results) == {"BS-1", "BS-2"}
+    assert results["BS-1"]["verdict"] == "supported" and results["BS-2"]["verdict"] != "supported"
+    assert results["BS-2"]["params"] == "tiny" and results["BS-1"]["figures"] == ["figures/BS-1-curve.png"]
+    assert [results[k]["p_adjusted"] for k in ("BS-1", "BS-2")] == pytest.approx(
+        stats.holm([results[k]["p_value"] for k in ("BS-1", "BS-2")]).tolist())
+    assert results["BS-1"]["test_alpha"] == pytest.approx(0.025)  # alpha / m, m = 2 claim tests
+    assert results["BS-1"]["reported"] == load_catalog().claims["BS-1"].reported
+    html = (claims_dir.path / "reports" / "claims.html").read_text()
+    assert html.count("data:image/png;base64,") == 1 and html.count(">not run</td>") == len(EXPECTED_IDS) - 2
+
+
+@pytest.mark.slow  # two workers each import torch (through lossscape/__init__)
+def test_results_survive_xdist(claims_dir, monkeypatch):
+    pytest.importorskip("xdist")
+    root = str(Path(lossscape.__file__).resolve().parents[1])  # workers start in the pytester dir
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    claims_dir.runpytest(*INNER, "--report-only", "-n", "2").assert_outcomes(passed=3)
+    results = _results(claims_dir)
+    assert set(results) == {"BS-1", "BS-2"} and results["BS-1"]["test_alpha"] == pytest.approx(0.025)
+
+
+def test_direct_crashed_skipped_and_unchecked_claims_are_reported(pytester):
+    pytester.makeconftest('pytest_plugins = ["lossscape.report.plugin"]\n')
+    pytester.makepyfile(test_bad='''
+import pytest
+from lossscape.stats import Verdict
+
+@pytest.mark.claim("DP-1")
+def test_direct(claim):
+    claim.check(Verdict.SUPPORTED, measured_text="max |w_ddp - w_single| 2e-7 <= 1e-5")
+    with pytest.raises(RuntimeError, match="already called"):
+        claim.check(Verdict.SUPPORTED)
+
+@pytest.mark.claim("GEO-1")
+def test_crash(claim):
+    raise RuntimeError("bug in the claim test")
+
+@pytest.mark.claim("GEO-2")
+@pytest.mark.skip(reason="needs CUDA")
+def test_skipped(claim):
+    pass
+
+@pytest.mark.claim("GEO-3")
+def test_forgot(claim):
+    pass
+''')
+    run = pytester.runpytest(*INNER, "--report-only")
+    run.assert_outcomes(failed=1, skipped=1, passed=2, errors=1)
+    results = _results(pytester)
+    assert results["DP-1"]["verdict"] == "supported" and results["DP-1"]["p_adjusted"] is None
+    assert results["GEO-1"]["verdict"] == "error" and "bug in the claim test" in results["GEO-1"]["measured_text"]
+    assert results["GEO-2"]["verdict"] == "skipped" and results["GEO-2"]["measured_text"] == "needs CUDA"
+    assert results["GEO-3"]["verdict"] == "error" and "claim.check()" in results["GEO-3"]["measured_text"]
+
+
+def test_unknown_id_is_a_usage_error_and_plain_runs_write_nothing(pytester):
+    pytester.makeconftest('pytest_plugins = ["lossscape.report.plugin"]\n')
+    pytester.makepyfile(test_typo='import pytest\n\n@pytest.mark.claim("BS-99")\ndef test_x(claim):\n    pass\n')
+    run = pytester.runpytest(*INNER)
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    run.stderr.fnmatch_lines(["*unknown ID*BS-99*"])
+    pytester.makepyfile(test_typo="def test_plain():\n    pass\n")
+    pytester.runpytest(*INNER).assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()

@@ -1,0 +1,163 @@
+"""The training engine against independent references: torch.optim.SGD, single vs population runs,
+hand-computed update norms and distances, and each stop rule."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lossscape import ConfigError, RunConfig, train, train_population
+from lossscape.train import epoch_permutation, init_model, load_data
+
+# 500 MNIST-1D examples: 320 train / 80 val / 100 test, enough to train for real in a second.
+SMALL = dict(dataset="mnist1d", n_samples=500, model="mlp", width=32)
+
+
+def cfg(**kw):
+    return RunConfig(**{**SMALL, "batch_size": 32, "lr": 0.1, "epochs": 3, **kw})
+
+
+def _max_diff(a, b):
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_same_config_and_seed_give_bit_identical_weights():
+    a, b = train(cfg()), train(cfg())
+    assert all(torch.equal(a.final_state[k], b.final_state[k]) for k in a.final_state)
+    assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
+    assert np.array_equal(a.update_norms, b.update_norms)
+    c = train(cfg(seed=1))
+    assert _max_diff(a.final_state, c.final_state) > 1e-3  # the seed matters
+
+
+def test_training_does_not_touch_the_global_rng():
+    before = torch.random.get_rng_state()
+    train(cfg(epochs=1))
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+@pytest.mark.parametrize("opt", [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
+                                 dict(weight_decay=5e-3, momentum=0.5)])
+def test_sgd_step_equals_torch_optim_sgd(opt):
+    """Reference: torch.optim.SGD on the same init and the same data order."""
+    c = cfg(epochs=2, **opt)
+    run = train(c)
+    ds = load_data(c)
+    model = init_model(c, c.seed, ds.input_shape, ds.n_classes)
+    sgd = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+                          weight_decay=c.weight_decay)
+    n = len(ds.y_train)
+    for epoch in range(c.epochs):
+        perm = epoch_permutation(c.seed, epoch, n)
+        for j in range(math.ceil(n / c.batch_size)):
+            idx = perm[j * c.batch_size:(j + 1) * c.batch_size]
+            sgd.zero_grad()
+            F.cross_entropy(model(ds.X_train[idx]), ds.y_train[idx]).backward()
+            sgd.step()
+    ref = {k: v.detach() for k, v in model.state_dict().items()}
+    # float32 rounding differs (foreach vs per-tensor kernels): a few ulps after ~20 steps
+    assert _max_diff(run.final_state, ref) < 1e-5
+
+
+def test_population_members_equal_single_runs():
+    """Tolerance: vmap computes the same matmuls batched, so sums are ordered differently and
+    float32 rounding (~6e-8 relative per op) accumulates over the 30 steps; 1e-5 absolute on
+    weights of order 0.1-1 is well above that drift and far below a seed's effect (> 1e-3)."""
+    seeds = [0, 3, 7]
+    pop = train_population(cfg(), seeds)
+    for seed, member in zip(seeds, pop):
+        single = train(cfg(seed=seed))
+        assert member.config.seed == seed
+        assert _max_diff(member.final_state, single.final_state) < 1e-5
+        assert _max_diff(member.initial_state, single.initial_state) == 0
+        np.testing.assert_allclose(member.update_norms, single.update_norms, rtol=1e-4)
+        for hm, hs in zip(member.history, single.history):
+            assert hm["train_loss"] == pytest.approx(hs["train_loss"], rel=1e-5)
+            assert hm["val_acc"] == pytest.approx(hs["val_acc"], abs=1 / 80 + 1e-9)
+
+
+def test_population_members_stop_on_their_own():
+    c = cfg(stop="target_loss", target_loss=1.9, epochs=40, lr=0.05)
+    pop = train_population(c, [0, 1, 2])
+    for member in pop:
+        single = train(c.replace(seed=member.config.seed))
+        assert member.stop_reason == single.stop_reason
+        assert member.epochs_run == single.epochs_run
+        assert _max_diff(member.final_state, single.final_state) < 1e-5
+
+
+def test_batchnorm_population_falls_back_to_identical_single_runs():
+    c = cfg(model="resnet_small", width=4, epochs=1, batch_size=64)
+    pop = train_population(c, [0, 1])
+    for member in pop:
+        single = train(c.replace(seed=member.config.seed))
+        assert _max_diff(member.final_state, single.final_state) == 0
+
+
+def test_update_norms_and_epoch_distance_against_hand_computation():
+    """Full-batch steps: one step per epoch, so the epoch distance is that step's update norm."""
+    c = cfg(batch_size=320, epochs=3)
+    run = train(c)
+    assert len(run.update_norms) == 3
+    for h, u in zip(run.history, run.update_norms):
+        assert h["epoch_distance"] == pytest.approx(u, rel=1e-5)
+    one = train(c.replace(epochs=1))
+    flat = lambda s: torch.cat([s[k].flatten() for k in s])
+    expected = (flat(one.final_state) - flat(one.initial_state)).norm().item()
+    assert run.update_norms[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_epoch_distance_is_bounded_by_the_summed_updates():
+    run = train(cfg(epochs=2))
+    steps = run.history[0]["steps"]
+    assert len(run.update_norms) == 2 * steps
+    assert 0 < run.history[0]["epoch_distance"] <= run.update_norms[:steps].sum() * (1 + 1e-6)
+
+
+def test_target_loss_stops_at_the_first_epoch_below_target():
+    run = train(cfg(stop="target_loss", target_loss=2.0, epochs=50))
+    losses = run.metric("train_loss")
+    assert run.stop_reason == "target_loss"
+    assert losses[-1] <= 2.0 and (losses[:-1] > 2.0).all()
+
+
+def test_early_stop_keeps_the_best_validation_weights():
+    run = train(cfg(stop="early_stop", patience=2, epochs=60, lr=0.5, batch_size=16))
+    val = run.metric("val_loss")
+    assert run.best_epoch == int(np.argmin(val)) + 1
+    if run.stop_reason == "early_stop":
+        assert run.epochs_run == run.best_epoch + 2
+    ds = load_data(run.config)
+    with torch.no_grad():
+        loss = F.cross_entropy(run.model()(ds.X_val), ds.y_val).item()
+    assert loss == pytest.approx(val.min(), rel=1e-5)
+
+
+def test_divergence_is_data_not_an_error():
+    run = train(cfg(lr=1e4, epochs=5))
+    assert run.stop_reason == "diverged"
+    assert not math.isfinite(run.history[-1]["train_loss"])
+
+
+def test_batch_larger_than_training_set_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^batch_size: got 321; allowed: 1\.\.320"):
+        train(cfg(batch_size=321))
+
+
+def test_run_model_holds_final_weights_in_eval_mode():
+    run = train(cfg(epochs=1))
+    m = run.model()
+    assert not m.training
+    assert _max_diff({k: v for k, v in m.state_dict().items()}, run.final_state) == 0
+
+
+@pytest.mark.parametrize("model", ["conv1d", "vgg_small", "resnet_small", "densenet_small"])
+def test_every_model_trains_on_mnist1d(model):
+    run = train(cfg(model=model, width=4, epochs=1, batch_size=64))
+    assert math.isfinite(run.history[-1]["train_loss"])
+
+
+def test_float64_runs():
+    run = train(cfg(dtype="float64", epochs=1))
+    assert all(v.dtype == torch.float64 for v in run.final_state.values())
