@@ -114,11 +114,19 @@ def grids(profile, store, pytestconfig, request):
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
-    def say(line):
+    def say(line, end="\n"):
         if reporter is None:
             return
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            reporter.write_line(line)
+            reporter.write(line + end, flush=True)
+
+    # A bar-like line that rewrites itself per epoch, only when output goes straight to a terminal.
+    live = reporter is not None and pytestconfig.getoption("capture") == "no" and reporter.isatty
+
+    def progress_for(label, cap):
+        if not live:
+            return None
+        return lambda seed, row: say(f"\r{label}: seed {seed} epoch {row['epoch']}/{cap}".ljust(70), end="")
 
     def get(setting, name) -> Grid:
         key = (setting.id, name)
@@ -131,14 +139,16 @@ def grids(profile, store, pytestconfig, request):
         for k, cfg in configs.items():
             hits = store.hits
             t0 = time.perf_counter()
+            label = f"lossscape: {setting.id}/{name} bs={k[0]} lr={k[1]:g}"
+            progress = progress_for(label, cfg.epochs)
             if spec.population:
-                runs[k] = store.get_or_train_population(cfg, spec.seeds)
+                runs[k] = store.get_or_train_population(cfg, spec.seeds, progress=progress)
             else:
-                runs[k] = [store.get_or_train(cfg.replace(seed=s)) for s in spec.seeds]
+                runs[k] = [store.get_or_train(cfg.replace(seed=s), progress=progress) for s in spec.seeds]
             trained = len(spec.seeds) - (store.hits - hits)
             if trained:
-                say(f"lossscape: trained {setting.id}/{name} bs={k[0]} lr={k[1]:g} "
-                    f"({trained} of {len(spec.seeds)} seeds) in {time.perf_counter() - t0:.1f} s")
+                say(f"{chr(13) if live else ''}{label}: trained {trained} of {len(spec.seeds)} seeds "
+                    f"in {time.perf_counter() - t0:.1f} s".ljust(70))
         memo[key] = Grid(spec, setting, configs, runs)
         return memo[key]
 

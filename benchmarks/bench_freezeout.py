@@ -11,11 +11,10 @@ cosine-annealed rate and nothing freezes. Time is the training steps only (the e
 epoch_time_s; per-epoch evaluation is left out). Both variants are warmed up for one epoch first,
 repeats alternate the two variants, and the ratio is the median of the paired per-repeat ratios.
 
-The prediction counts each stage's forward FLOPs (Linear and Conv layers, from hooks on a
-one-example forward) and takes the backward as the weight gradients (1x forward) plus the input
-gradients (1x forward), the latter needed only above the first trained stage: with the first k
-stages frozen a step costs F + sum_{i>=k} F_i + sum_{i>k} F_i. Summed over the run's actual
-frozen prefixes, that gives the time ratio a purely compute-bound step would show.
+The prediction is lossscape.step_cost.freezeout_flop_ratio: each stage's forward FLOPs, a
+backward of weight gradients (1x forward) plus input gradients (1x forward, above the first
+trained stage only), summed over the run's actual frozen prefixes: the time ratio a purely
+compute-bound step would show.
 """
 from __future__ import annotations
 
@@ -24,43 +23,12 @@ import math
 import statistics
 
 import torch
-from torch import nn
 
 from lossscape import RunConfig, train
-from lossscape.freezeout import frozen_prefix, stage_lrs
+from lossscape.step_cost import freezeout_flop_ratio, stage_forward_flops
 from lossscape.train import init_model, load_data
 
 MODELS = ("mlp", "vgg_small", "resnet_small", "densenet_small")
-
-
-def stage_forward_flops(model: nn.Module, input_shape) -> list[float]:
-    """Forward FLOPs per example of each stage (2 per multiply-add of Linear and Conv layers)."""
-    flops = [0.0] * len(model.stages)
-
-    def count(stage):
-        def hook(module, inputs, output):
-            if isinstance(module, nn.Linear):
-                flops[stage] += 2 * output.numel() * module.in_features
-            else:  # a convolution: every output element costs one multiply-add per kernel weight
-                flops[stage] += 2 * output.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
-        return hook
-    handles = [m.register_forward_hook(count(i)) for i, stage in enumerate(model.stages)
-               for m in stage.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, *input_shape))
-    for h in handles:
-        h.remove()
-    return flops
-
-
-def predicted_ratio(cfg: RunConfig, flops: list[float], steps: int) -> float:
-    """Compute of the FreezeOut run over compute of the unfrozen one."""
-    fwd = sum(flops)
-
-    def step_cost(k):  # the first k stages frozen
-        return fwd + sum(flops[k:]) + sum(flops[k + 1:])
-    frozen = sum(step_cost(frozen_prefix(stage_lrs(cfg, len(flops), t, steps))) for t in range(steps))
-    return frozen / (steps * step_cost(0))
 
 
 def train_time(cfg: RunConfig):
@@ -93,7 +61,7 @@ def main():
         ds = load_data(frozen)
         net = init_model(frozen, frozen.seed, ds.input_shape, ds.n_classes)
         steps = a.epochs * math.ceil(len(ds.y_train) / frozen.batch_size)
-        flop_ratio = predicted_ratio(frozen, stage_forward_flops(net, ds.input_shape), steps)
+        flop_ratio = freezeout_flop_ratio(frozen, stage_forward_flops(net, ds.input_shape), steps)
         ratio = statistics.median(f / u for f, u in zip(times["frozen"], times["unfrozen"]))
         print(f"{model:<15}{len(net.stages):>7}{statistics.median(times['unfrozen']):>12.2f}"
               f"{statistics.median(times['frozen']):>13.2f}{ratio:>12.3f}{flop_ratio:>12.3f}"

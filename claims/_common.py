@@ -1,5 +1,9 @@
-"""Helpers shared by the claim modules: per-batch-size values and the arrays a trend test takes."""
+"""Helpers shared by the claim modules: per-batch-size values, the arrays a trend test takes, and
+the single-model time to the minimum validation loss (BS-4, DP-2)."""
 import numpy as np
+
+from lossscape import stats
+from lossscape.report.result import fmt
 
 
 def per_batch(grid, value) -> dict[int, np.ndarray]:
@@ -11,3 +15,51 @@ def trend_arrays(values: dict) -> tuple[np.ndarray, np.ndarray]:
     """(levels, values) flattened for stats.trend_test."""
     levels = np.concatenate([[bs] * len(v) for bs, v in values.items()])
     return levels, np.concatenate(list(values.values()))
+
+
+def minimizer_caveats(grid) -> list[str]:
+    """What limits the comparability of the `minimizer` grid's runs: any run that did not stop at
+    the target, and how far below it each batch size ended (the target is checked once per epoch,
+    so a batch size whose epoch holds many steps overshoots it)."""
+    final = per_batch(grid, lambda r: r.history[-1]["train_loss"])
+    spread = ", ".join(f"bs {bs}: {v.min():.3g}-{v.max():.3g}" for bs, v in final.items())
+    caveats = [f"the stop rule checks the full-pass training loss after each epoch, so runs end below the "
+               f"target by different amounts (final training loss {spread})"]
+    missed = [f"bs {bs} seed {r.config.seed} ({r.stop_reason})"
+              for bs, runs in grid.by_batch().items() for r in runs if r.stop_reason != "target_loss"]
+    if missed:
+        caveats.append(f"not at the target training loss {grid.spec.fields['target_loss']:g}, so not a comparable "
+                       f"minimizer: {', '.join(missed)}")
+    return caveats
+
+
+def median_epoch_time(run) -> float:
+    """Median training time of one epoch (steps only, evaluation excluded), the first (warm-up) epoch left out."""
+    return float(np.median(run.metric("epoch_time_s")[1:]))
+
+
+def time_to_minimum_test(early, timing, threshold: float = 1.0):
+    """Single-model time to the minimum validation loss, the largest batch's over the smallest's.
+
+    Time = best epoch (grid `early`, early stopping) x median single-model epoch time at that
+    batch size (grid `timing`): population runs share one wall clock, so their own times say
+    nothing about one model. Claimed: ratio > `threshold`; the CI is a bootstrap over both
+    sources of spread (the early seeds' epochs and the timing seeds' epoch times, resampled
+    independently), the p-value the bootstrap test against the threshold. Returns the test and a
+    report table over every batch size.
+    """
+    small, large = early.batch_sizes[0], early.batch_sizes[-1]
+    epochs = per_batch(early, lambda run: run.best_epoch)
+    epoch_time = per_batch(timing, median_epoch_time)
+
+    def ratio(e_small, e_large, t_small, t_large, axis=-1):
+        return (np.mean(e_large, axis) * np.mean(t_large, axis)) / (np.mean(e_small, axis) * np.mean(t_small, axis))
+
+    test = stats.threshold_test((epochs[small], epochs[large], epoch_time[small], epoch_time[large]), ratio,
+                                threshold, "greater", effect_name="total time ratio")
+    rows = [[bs, fmt(np.mean(epoch_time[bs])), fmt(np.mean(epochs[bs])),
+             fmt(np.mean(epoch_time[bs]) * np.mean(epochs[bs]))] for bs in early.batch_sizes]
+    table = {"title": "time to the minimum validation loss (single-model estimate)",
+             "columns": ["batch size", "median epoch time (s)", "mean epochs to minimum", "estimated time (s)"],
+             "rows": rows}
+    return test, table

@@ -1,11 +1,14 @@
 """BS: batch size and training dynamics (CLAIMS.md, family BS)."""
 import numpy as np
 import pytest
+import torch
 
 from lossscape import stats
 from lossscape.report import figures
+from lossscape.report.result import fmt
+from lossscape.throughput import training_throughput
 
-from ._common import per_batch, trend_arrays
+from ._common import median_epoch_time, per_batch, time_to_minimum_test, trend_arrays
 
 
 @pytest.mark.claim("BS-1")
@@ -26,3 +29,177 @@ def test_bs1_training_loss_falls_more_slowly_for_larger_batches(claim, grids, se
                             {f"bs {bs}": np.array([r.metric("train_loss") for r in runs]) for bs, runs in grid.by_batch().items()})
     claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label=f"training loss after {k} epochs",
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())
+
+
+def _fields(*grid_list) -> dict:
+    """The seeds and configurations behind a result, for claim.check."""
+    return dict(seeds=list(grid_list[0].spec.seeds), configs=[c for gr in grid_list for c in gr.config_labels()])
+
+
+def _not_early_stopped(grid) -> list[str]:
+    """A run that hit the epoch cap may not have reached its minimum validation loss yet."""
+    capped = [f"bs {bs} seed {r.config.seed}" for bs, runs in grid.by_batch().items() for r in runs
+              if r.stop_reason != "early_stop"]
+    return [f"stopped at the epoch cap ({grid.spec.fields['epochs']}), not by early stopping, so its minimum "
+            f"may still have been falling: {', '.join(capped)}"] if capped else []
+
+
+def _timing_caveats(grid) -> list[str]:
+    devices = sorted({r.device for runs in grid.by_batch().values() for r in runs})
+    return [f"single-model runs (grid `{grid.spec.name}`, {len(grid.spec.seeds)} seeds, {grid.spec.fields['epochs']} "
+            f"epochs) on device {'/'.join(devices)}; epoch times are wall-clock times of whichever session trained "
+            f"the cached runs, on a machine that may have been shared, so they include its load; this session ran "
+            f"torch with {torch.get_num_threads()} thread(s)"]
+
+
+@pytest.mark.claim("BS-2")
+def test_bs2_larger_batches_reach_a_higher_minimum_validation_loss(claim, grids, setting):
+    """BS-2: at a fixed LR, larger batches reach a worse (higher) minimum validation loss.
+
+    Source 000/001: minimum validation loss 0.344 at bs 32 vs 0.395 at bs 256.
+    Scientific parameter: batch size. Fixed: LR (the setting's), SGD without momentum, model, data.
+    Stop rule: early stopping on the validation loss with the profile's patience, under an epoch
+    cap (grid `early`); the statistic is each run's minimum validation loss over its epochs.
+    Claimed direction: increasing in batch size (trend test; effect = mean at the largest over the
+    smallest batch).
+    Caveats: the LR is fixed, not tuned per batch size (that is the claim; LR-1/LR-5 tune it); a
+    run stopped by the cap rather than by patience is named in the caveats.
+    """
+    grid = grids(setting, "early")
+    values = per_batch(grid, lambda run: run.metric("val_loss").min())
+    curves = {}
+    for bs, runs in grid.by_batch().items():
+        shortest = min(r.epochs_run for r in runs)  # early stopping ends seeds at different epochs
+        curves[bs] = np.array([r.metric("val_loss")[:shortest] for r in runs])
+    figures.training_curves(claim.figure_path("validation_loss.png"), curves, ylabel="validation loss")
+    claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label="minimum validation loss",
+                caveats=_not_early_stopped(grid), **_fields(grid))
+
+
+@pytest.mark.claim("BS-3")
+def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
+    """BS-3: larger batches take less wall time per epoch.
+
+    Source 000/001: 12.4 s per epoch at bs 32 vs 7.7 s at bs 256 (one GPU).
+    Scientific parameter: batch size. Fixed: model, data, device, LR; one process per run, no
+    population stacking (grid `timing`: a stacked population would time several models at once).
+    Stop rule: a fixed number of epochs. Statistic: each run's median epoch time (training steps
+    only, evaluation excluded), the first epoch left out as warm-up. Claimed direction: decreasing
+    in batch size (trend test; effect = ratio of the largest to the smallest batch's mean).
+    Caveats: wall time depends on the machine and its load at training time (see caveats); on a
+    CPU a larger batch mostly saves per-step overhead, on a GPU it also fills the device.
+    """
+    grid = grids(setting, "timing")
+    values = per_batch(grid, median_epoch_time)
+    figures.metric_vs_batch(claim.figure_path("epoch_time.png"), values, ylabel="median epoch time (s)", logy=True)
+    claim.check(stats.trend_test(*trend_arrays(values), "decreasing"), label="median epoch time",
+                caveats=_timing_caveats(grid), **_fields(grid))
+
+
+@pytest.mark.claim("BS-4")
+@pytest.mark.parametrize("part", ["epochs", "total_time"])
+def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, setting, part):
+    """BS-4: larger batches need more epochs to reach their minimum validation loss, so total time
+    grows despite faster epochs.
+
+    Source 000/001: 158 epochs at bs 32 vs 958 at bs 256; bs 256 took about 4x longer overall.
+    Scientific parameter: batch size. Fixed: LR (the setting's), SGD without momentum, model, data.
+    Stop rule: early stopping on validation loss (grid `early`), as BS-2. Two parts, both required
+    for the claim (two results, each must be supported):
+    - epochs: epochs to the minimum validation loss (the run's best epoch); trend test, increasing.
+    - total_time: the time a single-model run takes to its minimum, estimated as best epoch x the
+      median single-model epoch time at that batch size (grid `timing`, as BS-3): population runs
+      share one wall clock, so their own total times say nothing about one model. Claimed: the
+      largest batch's total time over the smallest's > 1; the CI is a bootstrap over both sources
+      of spread (the early-stopping seeds' epochs and the timing seeds' epoch times, resampled
+      independently), the p-value the bootstrap test against a ratio of 1
+      (_common.time_to_minimum_test, which DP-2 shares).
+    Caveats: evaluation passes are excluded from epoch times (as in BS-3), and the patience epochs
+    after the minimum are not counted; a run stopped by the epoch cap is named in the caveats.
+    """
+    early = grids(setting, "early")
+    small, large = early.batch_sizes[0], early.batch_sizes[-1]
+    epochs = per_batch(early, lambda run: run.best_epoch)
+    caveats = _not_early_stopped(early)
+    if part == "epochs":
+        figures.metric_vs_batch(claim.figure_path("epochs_to_min.png"), epochs,
+                                ylabel="epochs to the minimum validation loss", logy=True)
+        claim.check(stats.trend_test(*trend_arrays(epochs), "increasing"), label="epochs to the minimum",
+                    caveats=caveats, **_fields(early))
+        return
+    timing = grids(setting, "timing")
+    test, table = time_to_minimum_test(early, timing)
+    epoch_time = per_batch(timing, median_epoch_time)
+    figures.metric_vs_batch(claim.figure_path("total_time.png"),
+                            {bs: epochs[bs] * np.mean(epoch_time[bs]) for bs in early.batch_sizes},
+                            ylabel="estimated time to the minimum (s)", logy=True)
+    claim.check(test, label=f"bs {large}/{small}", tables=[table], caveats=[*caveats, *_timing_caveats(timing)],
+                **_fields(early, timing))
+
+
+@pytest.mark.claim("BS-5")
+@pytest.mark.parametrize("metric", ["test_acc", "train_acc"])
+def test_bs5_larger_batches_end_the_budget_less_accurate(claim, grids, setting, metric):
+    """BS-5: after a fixed epoch budget, larger batches give lower test accuracy, and lower
+    training accuracy too.
+
+    Source 003: MLP 2x1024 ReLU on MNIST, SGD lr 0.01, 30 epochs, bs 64/256/1024; bs 64 reaches
+    ~100% training and ~98% test accuracy; 002 quotes ~99% test at bs 2 and worse at bs 4096.
+    Scientific parameter: batch size. Fixed: LR (the setting's), SGD without momentum, model, data,
+    the number of epochs (grid `budget`). Statistic: accuracy on the test split or on the whole
+    training split after the last epoch (two results, one per metric). Claimed direction:
+    decreasing in batch size (trend test; effect = ratio of the largest to the smallest batch's mean).
+    Caveats: the faithful setting is `mnist` with the 003 model (the gpu profile, when the MNIST
+    files are given); other settings test the same statement on their own data and model. A fixed
+    budget at a fixed LR gives larger batches fewer steps: that is the claim's point.
+    """
+    grid = grids(setting, "budget")
+    values = per_batch(grid, lambda run: run.history[-1][metric])
+    name = {"test_acc": "test accuracy", "train_acc": "training accuracy"}[metric]
+    figures.metric_vs_batch(claim.figure_path(f"{metric}.png"), values, ylabel=f"{name} after the budget",
+                            ci={bs: stats.mean_ci(v) for bs, v in values.items()})
+    claim.check(stats.trend_test(*trend_arrays(values), "decreasing"),
+                label=f"{name} after {grid.spec.fields['epochs']} epochs", **_fields(grid))
+
+
+# BS-6: "small sizes" are 1..64, fixed before any throughput was measured: below 64 examples a step
+# of every model in the profiles is dominated by per-step overhead (kernel launches, Python),
+# which is where the claim's rise must show on any device; the knee is reported, not assumed.
+BS6_SMALL_MAX = 64
+BS6_KNEE_SHARE = 0.9  # the knee: the smallest batch reaching 90% of the largest median throughput
+
+
+@pytest.mark.claim("BS-6")
+def test_bs6_throughput_rises_with_batch_size_up_to_saturation(claim, grids, setting, profile):
+    """BS-6: hardware throughput (examples per second) rises with batch size up to a saturation point.
+
+    Source 002: qualitative.
+    Scientific parameter: batch size (the profile's sweep, `params.bs.throughput_batch_sizes`).
+    Fixed: the setting's model, data and LR on the profile's device, one model (no population).
+    Measurement (lossscape.throughput, in this session, never cached): per batch size a few
+    untimed warm-up steps, then `throughput_repeats` timed blocks of `throughput_steps` SGD steps
+    (gather, forward, backward, update), interleaved over the batch sizes; one examples/s value per
+    block. Statistic: trend test of examples/s against batch size over the small sizes 1..64
+    (BS6_SMALL_MAX), claimed increasing; effect = ratio of the mean at 64 to the mean at 1. The knee
+    (smallest batch reaching 90% of the largest median throughput) is reported, not tested.
+    Caveats: the repeats are timing blocks of one process, not independent replications: the CI
+    covers timing noise, not machine-to-machine variation; the machine's load enters the numbers.
+    """
+    params = profile.params["bs"]
+    cfg = next(iter(grids(setting, "timing").configs.values()))
+    sizes = params["throughput_batch_sizes"]
+    values = training_throughput(cfg, sizes, steps=params["throughput_steps"], repeats=params["throughput_repeats"])
+    medians = {bs: float(np.median(v)) for bs, v in values.items()}
+    top = max(medians.values())
+    knee = min(bs for bs, m in medians.items() if m >= BS6_KNEE_SHARE * top)
+    small = {bs: v for bs, v in values.items() if bs <= BS6_SMALL_MAX}
+    figures.metric_vs_batch(claim.figure_path("throughput.png"), values, ylabel="examples / s", logy=True)
+    rows = [[bs, fmt(medians[bs]), fmt(v.min()), fmt(v.max()), fmt(medians[bs] / top)] for bs, v in values.items()]
+    tables = [{"title": f"throughput ({cfg.model}, {cfg.device}, {torch.get_num_threads()} thread(s))",
+               "columns": ["batch size", "median examples/s", "min", "max", "share of the largest median"],
+               "rows": rows}]
+    caveats = [f"the knee is the largest batch swept ({knee}): throughput may still rise beyond it, so "
+               f"saturation was not seen"] if knee == max(sizes) else []
+    claim.check(stats.trend_test(*trend_arrays(small), "increasing"),
+                label=f"knee at bs {knee}; examples/s bs {max(small)}/bs {min(small)}", tables=tables, caveats=caveats,
+                seeds=[cfg.seed], configs=[cfg.to_json()])

@@ -17,7 +17,7 @@ from lossscape.report import figures
 from lossscape.stats import Verdict
 from lossscape.train import load_data
 
-from ._common import per_batch, trend_arrays
+from ._common import minimizer_caveats, per_batch, trend_arrays
 
 # GEO-4: at most this many training examples (the largest power of two that fits), so the nested
 # batch sizes 1, 2, 4, ... end with one batch holding them all; 1024 x 23k per-example gradients
@@ -41,28 +41,10 @@ GEO7_DISC_RADIUS = 0.5
 GEO7_DIRECTION_SEEDS = (0, 1)
 
 
-def _split(grid, name="train"):
+def _data(grid, name="train"):
     """(X, y) of a split of the grid's dataset (every config of a grid shares it)."""
     ds = load_data(next(iter(grid.configs.values())))
     return getattr(ds, f"X_{name}"), getattr(ds, f"y_{name}")
-
-
-def _minimizer_caveats(grid) -> list[str]:
-    """Runs that did not stop at the target training loss are not comparable minimizers."""
-    missed = [f"bs {bs} seed {r.config.seed} ({r.stop_reason}, training loss {r.history[-1]['train_loss']:.3g})"
-              for bs, runs in grid.by_batch().items() for r in runs if r.stop_reason != "target_loss"]
-    if not missed:
-        return []
-    return [f"not at the target training loss {grid.spec.fields['target_loss']:g}, so not a comparable "
-            f"minimizer: {', '.join(missed)}"]
-
-
-def _final_loss_caveat(grid) -> str:
-    """The target is checked once per epoch, so a batch size whose epoch holds many steps overshoots it."""
-    final = per_batch(grid, lambda r: r.history[-1]["train_loss"])
-    spread = ", ".join(f"bs {bs}: {v.min():.3g}-{v.max():.3g}" for bs, v in final.items())
-    return (f"the stop rule checks the full-pass training loss after each epoch, so runs end below the "
-            f"target by different amounts (final training loss {spread})")
 
 
 def _cis(values: dict) -> dict:
@@ -89,7 +71,7 @@ def test_geo1_larger_batches_end_closer_to_init(claim, grids, setting):
     Statistic: ||w_final - w_init|| over all parameters; trend test, claimed decreasing. Per layer
     (weights and bias of one module together): the same distance in a table with a descriptive
     Kendall tau (unadjusted p-values; the verdict rests on the total only).
-    Caveat: the target is checked once per epoch (see the caveat on final losses).
+    Caveat: the target is checked once per epoch, so runs end below it by different amounts.
     """
     grid = grids(setting, "minimizer")
     layers = {bs: [g.group_by_layer(g.layer_distances(r.initial_state, r.final_state)) for r in runs]
@@ -109,7 +91,7 @@ def test_geo1_larger_batches_end_closer_to_init(claim, grids, setting):
                 tables=[{"title": "distance from init per layer (mean ± s.d. over seeds); Kendall tau vs batch "
                                   "size with its one-sided permutation p (descriptive, unadjusted)",
                          "columns": ["layer", *(f"bs {bs}" for bs in total), "tau", "p"], "rows": rows}],
-                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                caveats=minimizer_caveats(grid),
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())
 
 
@@ -130,8 +112,7 @@ def test_geo2_larger_batches_travel_less_per_epoch(claim, grids, setting, part):
     - `ratio_slope`: per seed, the ratio of the smallest batch's epoch distance to the largest's
       (same seed, hence same init), and its least-squares slope against the epoch; claimed: the
       mean slope over seeds > 0 (bootstrap test and BCa CI over seeds, stats.threshold_test).
-    Caveat: "during training" is the budget's epochs here, not training to convergence; and with
-    few seeds the bootstrap interval of the slope is narrower than nominal (see lossscape.stats).
+    Caveat: "during training" is the budget's epochs here, not training to convergence.
     """
     grid = grids(setting, "budget")
     by_batch = grid.by_batch()
@@ -142,20 +123,26 @@ def test_geo2_larger_batches_travel_less_per_epoch(claim, grids, setting, part):
                                 ylabel=r"distance per epoch $\|w_{end} - w_{start}\|$", logy=True)
         values = per_batch(grid, lambda r: r.metric("epoch_distance").mean())
         claim.check(stats.trend_test(*trend_arrays(values), "decreasing"), label="mean distance per epoch", **common)
-        return
-    small, large = min(by_batch), max(by_batch)
-    ratio = np.array([s.metric("epoch_distance") / l.metric("epoch_distance")
-                      for s, l in zip(by_batch[small], by_batch[large])])  # (seeds, epochs)
-    epochs = np.arange(1, ratio.shape[1] + 1)
-    slopes, intercepts = np.polyfit(epochs, ratio.T, 1)  # one line per seed
-    # the mean of per-seed least-squares lines is the least-squares line of the mean curve
-    figures.ratio_over_epochs(claim.figure_path("ratio_over_epochs.png"), epochs, ratio,
-                              ylabel=f"epoch distance, bs {small} / bs {large}",
-                              slope=float(slopes.mean()), intercept=float(intercepts.mean()))
-    result = stats.threshold_test((slopes,), lambda s, axis=-1: np.mean(s, axis=axis), 0.0, "greater",
-                                  effect_name="ratio slope per epoch")
-    claim.check(result, label=f"epoch-distance ratio bs {small}/bs {large} (from {ratio[:, 0].mean():.3g} "
-                              f"at epoch 1 to {ratio[:, -1].mean():.3g} at epoch {epochs[-1]}):", **common)
+    else:
+        small, large = min(by_batch), max(by_batch)
+        ratio = np.array([a.metric("epoch_distance") / b.metric("epoch_distance")
+                          for a, b in zip(by_batch[small], by_batch[large])])  # (seeds, epochs)
+        epochs = np.arange(1, ratio.shape[1] + 1)
+        slopes, intercepts = np.polyfit(epochs, ratio.T, 1)  # one line per seed
+        # the mean of per-seed least-squares lines is the least-squares line of the mean curve
+        figures.ratio_over_epochs(claim.figure_path("ratio_over_epochs.png"), epochs, ratio,
+                                  ylabel=f"epoch distance, bs {small} / bs {large}",
+                                  slope=float(slopes.mean()), intercept=float(intercepts.mean()))
+        result = stats.threshold_test((slopes,), lambda v, axis=-1: np.mean(v, axis=axis), 0.0, "greater",
+                                      effect_name="ratio slope per epoch")
+        claim.check(result, label=f"epoch-distance ratio bs {small}/bs {large} (from {ratio[:, 0].mean():.3g} "
+                                  f"at epoch 1 to {ratio[:, -1].mean():.3g} at epoch {epochs[-1]}):",
+                    caveats=[f"'during training' is the budget's {epochs[-1]} epochs (grid `budget`), not training "
+                             "to convergence; the slope is that of a straight line, whatever the curve's shape (see "
+                             "the figure)",
+                             f"the bootstrap p and CI of a mean over {len(slopes)} seeds are less reliable than "
+                             "the permutation tests of the trend claims (lossscape.stats)"],
+                    **common)
 
 
 # -- GEO-3 -----------------------------------------------------------------------------------------
@@ -178,23 +165,28 @@ def test_geo3_larger_batches_take_smaller_steps(claim, grids, setting):
     Stop rule: the fixed epoch budget (grid `budget`); the statistic is the median over all of a
     run's steps of ||delta w||, excluding each epoch's ragged last step when the batch size does
     not divide the training set; trend test, claimed decreasing.
-    Caveat: a larger batch takes fewer steps in the same epochs, so its steps sample a shorter,
-    earlier stretch of training per step count; the median is over steps, not over epochs.
+    Caveat: after the same epochs a larger batch is less trained (a larger full-batch gradient),
+    which works against the claim.
     """
     grid = grids(setting, "budget")
-    n_train = len(_split(grid)[1])
+    n_train = len(_data(grid)[1])
     norms = {bs: [_nominal_step_norms(r, n_train) for r in runs] for bs, runs in grid.by_batch().items()}
     figures.update_norm_histograms(claim.figure_path("update_norms.png"),
                                    {bs: np.concatenate(v) for bs, v in norms.items()})
     medians = {bs: np.array([np.median(v) for v in vs]) for bs, vs in norms.items()}
     claim.check(stats.trend_test(*trend_arrays(medians), "decreasing"), label="median update norm",
+                caveats=["after the same epochs a larger batch is less trained (a larger full-batch gradient), "
+                         "which works against the claim",
+                         f"each epoch's ragged last step ({n_train} mod bs examples) is left out for the batch "
+                         f"sizes that do not divide the {n_train} training examples"],
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())
 
 
 # -- GEO-4 -----------------------------------------------------------------------------------------
 
 def _nested_update_norms(model, X, y, batch_sizes, lr) -> list[float]:
-    grads = g.per_example_grads(model, X, y)
+    # float64 once: mean_batch_update_norm would otherwise convert the whole matrix at every size
+    grads = g.per_example_grads(model, X, y).double()
     return [g.mean_batch_update_norm(grads, b, lr) for b in batch_sizes]
 
 
@@ -205,7 +197,7 @@ def test_geo4_mean_update_norm_never_grows_when_batches_merge(claim, grids, sett
     Source 000/001: for per-example gradients a, b, (|a| + |b|)/2 >= |a + b|/2, equality only for
     a and b pointing the same way; so for n vectors the mean update shrinks as batches grow.
     The property itself (any vectors, nested partitions, the equality case) is tested with
-    hypothesis in tests/; here it is measured on a trained model.
+    hypothesis in tests/test_geometry_updates.py; here it is measured on a trained model.
     Setting: each seed's final weights of the smallest batch size in grid `budget` (a model
     trained as the sources train), the first 2^k training examples (k the largest with
     2^k <= min(n_train, 1024)), batch sizes 1, 2, 4, ..., 2^k as consecutive, nested blocks of
@@ -219,7 +211,7 @@ def test_geo4_mean_update_norm_never_grows_when_batches_merge(claim, grids, sett
     """
     grid = grids(setting, "budget")
     runs = grid.by_batch()[min(grid.batch_sizes)]
-    X, y = _split(grid)
+    X, y = _data(grid)
     n = 2 ** int(np.log2(min(len(y), GEO4_MAX_EXAMPLES)))
     sizes = [2**k for k in range(int(np.log2(n)) + 1)]
     norms = np.array([
@@ -279,12 +271,12 @@ def test_geo5_loss_rises_more_steeply_around_the_large_batch_minimizer(claim, gr
     small, large = min(by_batch), max(by_batch)
     curves = {}
     for split in ("train", "val"):
-        X, y = _split(grid, split)
+        X, y = _data(grid, split)
         curves[split] = np.array([
-            measure(s, "interpolation_curve", {"to": json.loads(l.config.to_json()), "split": split,
+            measure(a, "interpolation_curve", {"to": json.loads(b.config.to_json()), "split": split,
                                                 "alphas": GEO5_ALPHAS.tolist()},
-                    lambda s=s, l=l: g.linear_interpolation(s.model(), l.model(), X, y, GEO5_ALPHAS).tolist())
-            for s, l in zip(by_batch[small], by_batch[large])])  # (seeds, alphas)
+                    lambda a=a, b=b: g.linear_interpolation(a.model(), b.model(), X, y, GEO5_ALPHAS).tolist())
+            for a, b in zip(by_batch[small], by_batch[large])])  # (seeds, alphas)
     rises = {(split, c): np.array([_rise_around(curve, c) for curve in curves[split]])
              for split in curves for c in (0.0, 1.0)}
     figures.interpolation_curves(claim.figure_path("interpolation.png"), GEO5_ALPHAS, curves["train"], curves["val"],
@@ -297,7 +289,7 @@ def test_geo5_loss_rises_more_steeply_around_the_large_batch_minimizer(claim, gr
                 tables=[{"title": f"mean loss rise within ±{GEO5_DELTA:g} of each end, per seed",
                          "columns": ["seed", f"train, bs {small} (a=0)", f"train, bs {large} (a=1)",
                                      f"val, bs {small} (a=0)", f"val, bs {large} (a=1)"], "rows": rows}],
-                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                caveats=minimizer_caveats(grid),
                 seeds=list(grid.spec.seeds),
                 configs=[grid.configs[(bs, grid.lrs[0])].to_json() for bs in (small, large)])
 
@@ -319,11 +311,10 @@ def test_geo6_keskar_sharpness_rises_with_batch_size(claim, grids, setting, meas
     1 + f, f the mean loss over the whole training set, maximized by L-BFGS-B (10 iterations, as
     Keskar et al.); in the full space and in one seeded random 100-dimensional subspace (the same
     for every minimizer), eps 1e-3 and 5e-4: four results. Trend test, claimed increasing.
-    Caveat: L-BFGS-B's maximum is a lower bound of the true one; minimizers end at slightly
-    different training losses (see caveats).
+    Caveat: L-BFGS-B's maximum is a lower bound of the true one.
     """
     grid = grids(setting, "minimizer")
-    X, y = _split(grid)
+    X, y = _data(grid)
     subspace_dim = GEO6_SUBSPACE_DIM if space == "subspace100" else None
     params = {"epsilon": epsilon, "subspace_dim": subspace_dim, "maxiter": 10, "seed": 0, "examples": len(y)}
     values = per_batch(grid, lambda r: measure(
@@ -332,7 +323,8 @@ def test_geo6_keskar_sharpness_rises_with_batch_size(claim, grids, setting, meas
     figures.metric_vs_batch(claim.figure_path("sharpness.png"), values, ci=_cis(values),
                             ylabel=f"Keskar sharpness (eps {epsilon:g}, {space})", logy=True)
     claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label=f"sharpness (eps {epsilon:g}, {space})",
-                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                caveats=[*minimizer_caveats(grid), "L-BFGS-B's maximum (10 iterations) is a lower bound of the "
+                         "largest loss in the box"],
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())
 
 
@@ -363,13 +355,13 @@ def test_geo7_filter_normalized_surface_is_steeper_for_larger_batches(claim, gri
     centre inside the disc x^2 + y^2 <= 0.5^2, the grid being the figure's (surface_points per
     side over [-1, 1], profile), evaluated only over [-0.5, 0.5]^2 for every run; trend test,
     claimed increasing. The full [-1, 1] grid is computed only for the figure (seed 0 of the
-    smallest and the largest batch size), which keeps the cost at a quarter of a full grid per run.
+    smallest and the largest batch size), which keeps the cost per run at about a quarter of a full grid.
     Caveat: two random directions are a 2-D slice of a ~23k-dimensional space; filter
     normalization removes the per-neuron scale, not every reparametrization.
     """
     grid = grids(setting, "minimizer")
     by_batch = grid.by_batch()
-    X, y = _split(grid)
+    X, y = _data(grid)
     xs = np.round(np.linspace(-GEO7_EXTENT, GEO7_EXTENT, profile.params["surface_points"]), 10)
     inner = xs[np.abs(xs) <= GEO7_DISC_RADIUS + 1e-9]
     px, py = np.meshgrid(inner, inner)
@@ -389,7 +381,8 @@ def test_geo7_filter_normalized_surface_is_steeper_for_larger_batches(claim, gri
                             ylabel=f"mean loss rise over the disc r = {GEO7_DISC_RADIUS:g}")
     claim.check(stats.trend_test(*trend_arrays(values), "increasing"),
                 label=f"mean loss rise over the disc r = {GEO7_DISC_RADIUS:g} ({int(disc.sum())} grid points)",
-                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                caveats=[*minimizer_caveats(grid), "two random directions are a 2-D slice of the weight space; "
+                         "filter normalization removes the per-neuron scale, not every reparametrization"],
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())
 
 
@@ -411,7 +404,7 @@ def test_geo8_top_hessian_eigenvalue_rises_with_batch_size(claim, grids, setting
     adaptive measure.
     """
     grid = grids(setting, "minimizer")
-    X, y = _split(grid)
+    X, y = _data(grid)
     n = min(profile.params["hessian_examples"], len(y))
     values = per_batch(grid, lambda r: measure(
         r, "hessian_top_eigenvalue", {"examples": n, "k": 1, "tol": 1e-4, "seed": 0},
@@ -419,5 +412,6 @@ def test_geo8_top_hessian_eigenvalue_rises_with_batch_size(claim, grids, setting
     figures.metric_vs_batch(claim.figure_path("top_eigenvalue.png"), values, ci=_cis(values),
                             ylabel="top Hessian eigenvalue", logy=True)
     claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label="top Hessian eigenvalue",
-                caveats=[*_minimizer_caveats(grid), _final_loss_caveat(grid)],
+                caveats=[*minimizer_caveats(grid), "the top eigenvalue changes under reparametrizations that leave "
+                         "the function unchanged (Dinh et al. 2017); X-3 checks an adaptive measure"],
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())

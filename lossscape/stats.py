@@ -139,18 +139,28 @@ def bootstrap_ci(samples, statistic: Callable, *, paired=False, n_boot=2000, see
     """BCa bootstrap CI of a vectorized ``statistic(*samples, axis=-1)``.
 
     Each sample is resampled on its own (seeds within a group), or jointly when `paired`.
-    Returns (low, high, bootstrap_distribution); degenerate data (every resample equal) gives a
-    NaN interval, which no verdict treats as evidence.
+    Returns (low, high, bootstrap_distribution). BCa is undefined where the bootstrap
+    distribution is degenerate (a discrete statistic on which every seed agrees, as an argmin LR):
+    a constant distribution then gives the point interval [c, c], and a merely lumpy one the
+    percentile interval, so that unanimous seeds count as evidence instead of as NaN.
     """
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        # the NaN interval that degenerate data gets is the answer, not a problem to warn about
+        # degenerate data are handled below, not a problem to warn about
         warnings.simplefilter("ignore", sps.DegenerateDataWarning)
         res = sps.bootstrap(
             tuple(np.asarray(s, dtype=float) for s in samples), statistic, n_resamples=n_boot,
             confidence_level=confidence, method="BCa", paired=paired, vectorized=True,
             random_state=np.random.default_rng(seed),
         )
-    return float(res.confidence_interval.low), float(res.confidence_interval.high), res.bootstrap_distribution
+    lo, hi, dist = float(res.confidence_interval.low), float(res.confidence_interval.high), res.bootstrap_distribution
+    finite = dist[np.isfinite(dist)]
+    if (math.isnan(lo) or math.isnan(hi)) and finite.size == dist.size:
+        if np.ptp(finite) == 0:
+            lo = hi = float(finite[0])
+        else:
+            tail = (1 - confidence) / 2
+            lo, hi = (float(q) for q in np.quantile(finite, [tail, 1 - tail]))
+    return lo, hi, dist
 
 
 def mean_ci(x, *, n_boot=2000, seed=0, confidence=0.95) -> tuple[float, float]:

@@ -1,36 +1,40 @@
-"""Training throughput (claim BS-6): examples per second of one SGD step, per batch size.
+"""Timing one SGD step in the session (claims BS-6, FO-3): nothing here is cached, since a time
+belongs to the machine and the moment it was measured on.
 
-The step is the engine's (lossscape.train): gather a batch from the training tensors on the
-device, forward, mean cross-entropy, backward, SGD update, on a single model (a population's
-stacked step would time several models at once). Per batch size, `warmup` untimed steps come
-first; then `repeats` timed blocks of `steps` steps each, interleaved over the batch sizes
-(round-robin), so a change in the machine's load during the sweep falls on every size alike.
-Nothing is cached: a throughput belongs to the machine and the moment it was measured on.
+The timed step is the engine's, on a single model (a population's stacked step would time several
+models at once): gather a batch from the training tensors on the device, forward (with the first
+k stages cut from the graph where a level freezes some), mean cross-entropy, backward, the plain
+SGD update with foreach ops (torch.optim's first use imports torch._dynamo, seconds that would
+land in the first timed block). Per level, `warmup` untimed steps come first; then `repeats`
+timed blocks of `steps` steps each, interleaved over the levels (round-robin), so a change in the
+machine's load during the sweep falls on every level alike.
 """
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .config import ConfigError, RunConfig
-from .train import init_model, load_data
+from .train import init_model, load_data, stage_of
 
 
-def training_throughput(cfg: RunConfig, batch_sizes, *, steps: int = 20, repeats: int = 5,
-                        warmup: int = 5) -> dict[int, np.ndarray]:
-    """batch size -> examples/s of each timed block (`repeats` values), for cfg's model, data, LR and device."""
+def interleaved_step_times(cfg: RunConfig, levels, setting: Callable[[int], tuple[int, int]], *,
+                           steps: int, repeats: int, warmup: int) -> dict[int, np.ndarray]:
+    """level -> seconds per step of each timed block (`repeats` values).
+
+    `setting(level)` gives (batch size, number of leading stages frozen) for that level.
+    """
     ds = load_data(cfg)
     device = torch.device(cfg.device)
     X = ds.X_train.to(device, getattr(torch, cfg.dtype))
     y = ds.y_train.to(device)
     n = len(y)
-    if any(b > n for b in batch_sizes):
-        raise ConfigError(f"batch_sizes: got {sorted(batch_sizes)}; allowed: 1..{n} (the {cfg.dataset} training set)")
     model = init_model(cfg, cfg.seed, ds.input_shape, ds.n_classes).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, foreach=True)
+    named = list(model.named_parameters())
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     starts = torch.Generator().manual_seed(cfg.seed + 1)
 
@@ -38,23 +42,39 @@ def training_throughput(cfg: RunConfig, batch_sizes, *, steps: int = 20, repeats
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    def run_steps(bs: int, k: int) -> None:
-        # batch offsets are drawn before the clock starts; the gather itself is part of the step
-        offsets = torch.randint(0, n - bs + 1, (k,), generator=starts).tolist()
-        for start in offsets:
-            idx = order[start:start + bs]
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(X[idx]), y[idx]).backward()
-            optimizer.step()
+    def offsets(bs: int, count: int) -> list[int]:
+        return torch.randint(0, n - bs + 1, (count,), generator=starts).tolist()
 
-    for bs in batch_sizes:
-        run_steps(bs, warmup)
-    out = {bs: np.empty(repeats) for bs in batch_sizes}
+    def run_steps(level: int, batch_starts: list[int]) -> None:
+        bs, frozen = setting(level)
+        model.frozen_stages = frozen
+        trained = [p for name, p in named if stage_of(name) >= frozen]
+        for start in batch_starts:
+            idx = order[start:start + bs]  # the gather is part of the step, as in the engine
+            grads = torch.autograd.grad(F.cross_entropy(model(X[idx]), y[idx]), trained)
+            with torch.no_grad():
+                torch._foreach_add_(trained, grads, alpha=-cfg.lr)
+
+    levels = list(levels)
+    for level in levels:
+        run_steps(level, offsets(setting(level)[0], warmup))
+    out = {level: np.empty(repeats) for level in levels}
     for r in range(repeats):
-        for bs in batch_sizes:
+        for level in levels:
+            batch_starts = offsets(setting(level)[0], steps)  # drawn before the clock starts
             sync()
             t0 = time.perf_counter()
-            run_steps(bs, steps)
+            run_steps(level, batch_starts)
             sync()
-            out[bs][r] = bs * steps / (time.perf_counter() - t0)
+            out[level][r] = (time.perf_counter() - t0) / steps
     return out
+
+
+def training_throughput(cfg: RunConfig, batch_sizes, *, steps: int = 20, repeats: int = 5,
+                        warmup: int = 5) -> dict[int, np.ndarray]:
+    """batch size -> examples/s of each timed block (`repeats` values), for cfg's model, data, LR and device."""
+    n = len(load_data(cfg).y_train)
+    if any(b > n for b in batch_sizes):
+        raise ConfigError(f"batch_sizes: got {sorted(batch_sizes)}; allowed: 1..{n} (the {cfg.dataset} training set)")
+    times = interleaved_step_times(cfg, batch_sizes, lambda bs: (bs, 0), steps=steps, repeats=repeats, warmup=warmup)
+    return {bs: bs / t for bs, t in times.items()}

@@ -34,6 +34,8 @@ def _inputs():
         "freeze_times": dict(layers=["conv1", "block1", "block2", "fc"], t_freeze=[0.5, 0.67, 0.83, 1.0]),
         "accuracy_vs_speedup": dict(speedup=[1.0, 1.15, 1.2], accuracy=[0.92, 0.91, 0.89],
                                     labels=["baseline", "t0=0.8", "t0=0.5"]),
+        "steps_vs_batch": dict(steps={b: (10 + 2000 / b) * rng.uniform(0.9, 1.1, 3) for b in bs},
+                               fit=(10.0, 2000.0), marks={"B_crit": 200.0, "B_simple": 300.0}),
     }
 
 

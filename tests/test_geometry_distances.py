@@ -38,7 +38,8 @@ def test_layer_distances_per_parameter_tensor(states):
     d = g.layer_distances(initial, final)
     assert list(d) == [name for name, _ in model.named_parameters()]
     for name, value in d.items():
-        assert value == pytest.approx(np.linalg.norm((final[name].double() - initial[name].double()).numpy()), rel=1e-12)
+        diff = (final[name].double() - initial[name].double()).numpy()
+        assert value == pytest.approx(np.linalg.norm(diff), rel=1e-12)
 
 
 def test_group_by_layer_combines_weight_and_bias(states):
@@ -47,7 +48,8 @@ def test_group_by_layer_combines_weight_and_bias(states):
     assert list(grouped) == ["0", "1", "4"]
     for layer in grouped:
         diff = np.concatenate([
-            (final[f"{layer}.{p}"].double() - initial[f"{layer}.{p}"].double()).numpy().ravel() for p in ("weight", "bias")
+            (final[f"{layer}.{p}"].double() - initial[f"{layer}.{p}"].double()).numpy().ravel()
+            for p in ("weight", "bias")
         ])
         assert grouped[layer] == pytest.approx(np.linalg.norm(diff), rel=1e-12)
 

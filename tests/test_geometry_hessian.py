@@ -1,5 +1,4 @@
 """Hessian eigenvalues and trace against the dense Hessian of a tiny network (float64)."""
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -110,7 +110,7 @@ def test_grows_with_epsilon_and_vanishes_with_it(trained_mlp, subspace_dim):
     assert all(a < b for a, b in zip(phis, phis[1:]))
 
 
-def test_loss_fn_and_chunking_do_not_change_the_answer(trained_mlp):
+def test_chunking_leaves_the_answer_and_loss_fn_is_used(trained_mlp):
     model, X, y = trained_mlp
     whole = g.keskar_sharpness(model, X, y, epsilon=1e-2)
     assert g.keskar_sharpness(model, X, y, epsilon=1e-2, batch_size=7) == pytest.approx(whole, rel=1e-8)

@@ -195,6 +195,11 @@ def test_report_only_records_both_without_failing(claims_dir):
     assert html.count("data:image/png;base64,") == 1 and html.count(">not run</td>") == len(EXPECTED_IDS) - 2
 
 
+def test_k_selects_a_claim_by_its_id(claims_dir):
+    claims_dir.runpytest(*INNER, "--report-only", "-k", "BS-2").assert_outcomes(passed=1, deselected=2)
+    assert set(_results(claims_dir)) == {"BS-2"}
+
+
 @pytest.mark.slow  # two workers each import torch (through lossscape/__init__)
 def test_results_survive_xdist(claims_dir, monkeypatch):
     pytest.importorskip("xdist")

@@ -261,3 +261,13 @@ def test_mean_ci_agrees_with_the_t_interval_for_normal_data():
     lo, hi = mean_ci(x, n_boot=2000)
     t_lo, t_hi = sps.ttest_1samp(x, 0.0).confidence_interval(0.95)
     assert lo == pytest.approx(t_lo, abs=0.1) and hi == pytest.approx(t_hi, abs=0.1)
+
+
+def test_bootstrap_ci_of_unanimous_seeds_is_a_point_not_nan():
+    """Every seed agrees within each group (a discrete statistic): the interval is the point."""
+    from lossscape.stats import bootstrap_ci
+    diff = lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis)
+    lo, hi, _ = bootstrap_ci((np.full(5, 3.0), np.full(5, 1.0)), diff)
+    assert lo == hi == 2.0
+    result = trend_test(np.repeat([16, 64, 256], 5), np.repeat([1.0, 2.0, 3.0], 5), "increasing", effect="difference")
+    assert result.ci_low == result.ci_high == 2.0 and verdict(result) == Verdict.SUPPORTED

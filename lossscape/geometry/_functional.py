@@ -23,9 +23,10 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 DEFAULT_BATCH = 4096
 # Points of weight space per vmapped pass (surfaces, slices, interpolations), and the largest
 # points x examples in one vmapped forward. On CPU the batched matmuls are compute-bound and
-# big stacks fall out of cache: benchmarks/bench_geometry.py found 16 points x 256 examples as
-# fast as any larger pass. On CUDA larger passes amortize kernel launches; 2**16 keeps a
-# 1024-wide layer's activations at 256 MiB.
+# big stacks fall out of cache: for the benchmark MLP, passes of 4096 point-examples (16 points
+# x 256 examples) were within 20% of the fastest setting, and 4x larger passes 30-60%
+# slower. On CUDA larger passes amortize kernel launches; 2**16 keeps a 1024-wide layer's
+# activations at 256 MiB.
 DEFAULT_POINTS_PER_PASS = 16
 MAX_POINT_EXAMPLES = {"cpu": 2**12, "cuda": 2**16}
 
@@ -107,7 +108,15 @@ def weighted_chunk_losses(
         yield loss_fn(logits, y[sl]) * ((sl.stop - sl.start) / n)
 
 
-def loss_at(model, params, bufs, X, y, loss_fn, batch_size) -> float:
+def loss_at(
+    model: nn.Module,
+    params: dict[str, Tensor],
+    bufs: dict[str, Tensor],
+    X: Tensor,
+    y: Tensor,
+    loss_fn: LossFn,
+    batch_size: int | None,
+) -> float:
     with torch.no_grad():
         return sum(float(c) for c in weighted_chunk_losses(model, params, bufs, X, y, loss_fn, batch_size))
 
@@ -151,8 +160,8 @@ def losses_at_points(
     theta is `model`'s parameters; `buffer_directions` (if given) move float buffers the same way
     (interpolating BatchNorm statistics), other buffers stay as they are. Many points share one
     pass over the data: their weights are stacked and the forward is vmapped over the point
-    dimension, so each layer becomes one batched matmul over points. Accuracy is NaN unless y
-    holds integer class labels.
+    dimension, so each layer becomes one batched matmul over points; loss_fn must therefore be
+    vmappable (torch ops only, no .item()). Accuracy is NaN unless y holds integer class labels.
     """
     params, bufs = parameters(model), buffers(model)
     moving = list(buffer_directions[0]) if buffer_directions else []
@@ -160,12 +169,15 @@ def losses_at_points(
     coeffs = torch.as_tensor(np.asarray(coeffs), dtype=next(iter(params.values())).dtype)
     coeffs = coeffs.reshape(len(coeffs), -1).to(device_of(model))
 
-    def stacked(base: dict[str, Tensor], dirs: Sequence[dict[str, Tensor]], c: Tensor):
-        # [P, K] @ [K, numel] -> [P, numel]: every point's weights in one matmul per tensor.
-        return {
-            k: v + (c @ torch.stack([d[k].reshape(-1) for d in dirs])).view(len(c), *v.shape)
-            for k, v in base.items()
-        }
+    def as_matrices(base: dict[str, Tensor], dirs: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+        return {k: torch.stack([d[k].reshape(-1) for d in dirs]) for k in base}  # [K, numel]
+
+    def stacked(base: dict[str, Tensor], dirs: dict[str, Tensor], c: Tensor) -> dict[str, Tensor]:
+        # [P, K] @ [K, numel]: every point's weights in one matmul per tensor.
+        return {k: v + (c @ dirs[k]).view(len(c), *v.shape) for k, v in base.items()}
+
+    moving_bufs = {k: bufs[k] for k in moving}
+    param_dirs, buffer_dirs = as_matrices(params, directions), as_matrices(moving_bufs, buffer_directions)
 
     classify = not y.is_floating_point()
     points = points_per_pass or DEFAULT_POINTS_PER_PASS
@@ -174,8 +186,7 @@ def losses_at_points(
     with torch.no_grad():
         for pts in slices(len(coeffs), points):
             c = coeffs[pts]
-            p_stack = stacked(params, directions, c)
-            b_stack = stacked({k: bufs[k] for k in moving}, buffer_directions, c) if moving else {}
+            p_stack, b_stack = stacked(params, param_dirs, c), stacked(moving_bufs, buffer_dirs, c)
             loss = torch.zeros(len(c), dtype=torch.float64, device=c.device)
             correct = torch.zeros_like(loss)
             budget = MAX_POINT_EXAMPLES.get(c.device.type, MAX_POINT_EXAMPLES["cpu"])

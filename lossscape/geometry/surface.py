@@ -2,8 +2,11 @@
 
 The reference plotter (tomgoldstein/loss-landscape, plot_surface.py) copies each grid point's
 weights into the network and makes a full pass over a DataLoader, one point at a time. Here many
-points share one pass: `_functional.losses_at_points` stacks their weights and vmaps the forward
-over them (see benchmarks/bench_geometry.py for the speedup).
+points share one pass over X held in memory: `_functional.losses_at_points` stacks their weights
+and vmaps the forward over them. benchmarks/bench_geometry.py separates the two on CPU: most of
+the speedup over the reference comes from dropping the per-example DataLoader; against a loop of
+full-batch passes, vmapping is at par (same matmuls, compute-bound); it is meant to pay off on
+GPUs, where one point's pass is too small to fill the device.
 """
 from __future__ import annotations
 

@@ -223,3 +223,28 @@ def accuracy_vs_speedup(path, speedup, accuracy, *, labels: Sequence[str] | None
     ax.axvline(1.0, color="0.6", linewidth=1)
     ax.set(xlabel="speedup (baseline time / time)", ylabel="accuracy")
     return _save(fig, path)
+
+
+def steps_vs_batch(path, steps: Mapping, *, fit: tuple[float, float] | None = None,
+                   marks: Mapping[str, float] | None = None, ylabel="steps to target") -> Path:
+    """steps: batch size -> per-seed steps to a target, log-log: seeds as dots, the mean as a line,
+    perfect scaling (steps proportional to 1 / B) through the smallest batch's mean as a dashed
+    reference, McCandlish et al.'s S_min + E_min / B for `fit` = (S_min, E_min), and a vertical
+    line per `marks` entry (name -> batch size, e.g. B_crit and B_simple)."""
+    fig, (ax,) = _figure()
+    bs = np.array(list(steps), dtype=float)
+    means = np.array([np.mean(v) for v in steps.values()])
+    for b, v in zip(bs, steps.values()):
+        ax.scatter(np.full(len(v), b), v, color="0.55", s=12, zorder=2)
+    ax.plot(bs, means, color="C0", marker="o", zorder=3, label="mean over seeds")
+    ax.plot(bs, means[0] * bs[0] / bs, color="0.5", linestyle="--", label="perfect scaling")
+    if fit is not None:
+        grid = np.geomspace(bs[0], bs[-1], 100)
+        ax.plot(grid, fit[0] + fit[1] / grid, color="C3", label=r"fit $S_{min} + E_{min} / B$")
+    for k, (name, b) in enumerate((marks or {}).items()):
+        if np.isfinite(b) and b > 0:
+            ax.axvline(b, color=f"C{k + 1}", linestyle=":", label=f"{name} = {b:.3g}")
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=ylabel)
+    ax.set_xticks(bs, [f"{b:g}" for b in bs])
+    ax.legend()
+    return _save(fig, path)

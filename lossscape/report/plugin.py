@@ -83,6 +83,13 @@ def _claim_id(item: pytest.Item) -> str | None:
     return str(marker.args[0]) if marker and marker.args else None
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """`-k "BS-3"` selects a claim by its ID: the ID joins the item's keywords before -k runs."""
+    cid = _claim_id(item)
+    if cid:
+        item.extra_keyword_matches.add(cid)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     catalog = load_catalog().claims
     claimed = [(item, cid) for item in session.items if (cid := _claim_id(item))]

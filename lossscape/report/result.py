@@ -71,7 +71,9 @@ class ClaimResult:
             direction=test.direction, margin=test.margin, n_seeds=min(test.n), method=test.method,
             details={"n": list(test.n), **test.details},
         )
-        return cls(**{**base, **extra})
+        # a caller's details add to the test's own (min_p among them), never replace them
+        extra_details = extra.pop("details", {})
+        return cls(**{**base, **extra, "details": {**base["details"], **extra_details}})
 
     @property
     def has_evidence(self) -> bool:
