@@ -38,12 +38,12 @@ def median_epoch_time(run) -> float:
     return float(np.median(run.metric("epoch_time_s")[1:]))
 
 
-def time_to_minimum_test(early, timing, threshold: float = 1.0):
+def time_to_minimum_test(early, timing, threshold: float = 1.0, direction: str = "greater"):
     """Single-model time to the minimum validation loss, the largest batch's over the smallest's.
 
     Time = best epoch (grid `early`, early stopping) x median single-model epoch time at that
     batch size (grid `timing`): population runs share one wall clock, so their own times say
-    nothing about one model. Claimed: ratio > `threshold`; the CI is a bootstrap over both
+    nothing about one model. Claimed: ratio beyond `threshold` in `direction`; the CI is a bootstrap over both
     sources of spread (the early seeds' epochs and the timing seeds' epoch times, resampled
     independently), the p-value the bootstrap test against the threshold. Returns the test and a
     report table over every batch size.
@@ -56,7 +56,7 @@ def time_to_minimum_test(early, timing, threshold: float = 1.0):
         return (np.mean(e_large, axis) * np.mean(t_large, axis)) / (np.mean(e_small, axis) * np.mean(t_small, axis))
 
     test = stats.threshold_test((epochs[small], epochs[large], epoch_time[small], epoch_time[large]), ratio,
-                                threshold, "greater", effect_name="total time ratio")
+                                threshold, direction, effect_name="total time ratio")
     rows = [[bs, fmt(np.mean(epoch_time[bs])), fmt(np.mean(epochs[bs])),
              fmt(np.mean(epoch_time[bs]) * np.mean(epochs[bs]))] for bs in early.batch_sizes]
     table = {"title": "time to the minimum validation loss (single-model estimate)",

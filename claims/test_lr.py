@@ -18,7 +18,7 @@ from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.train import load_data
 
-from ._common import per_batch, trend_arrays
+from ._common import per_batch, time_to_minimum_test, trend_arrays
 
 # LR-1 and LR-4 give one result per batch size above the grid's smallest; the argument says which
 # grid's batch sizes, read from the profile at collection.
@@ -96,11 +96,6 @@ def test_lr1_linear_scaling_closes_the_validation_loss_gap(claim, grids, setting
                      configs=[*unscaled.config_labels(), *scaled.config_labels()])
 
 
-def _median_epoch_time(runs) -> float:
-    """Median single-model epoch time, the first (warm-up) epoch excluded, as in BS-3."""
-    return float(np.median([h["epoch_time_s"] for r in runs for h in r.history[1:]]))
-
-
 @pytest.mark.claim("LR-2")
 @pytest.mark.parametrize("part", ["epochs", "time"])
 def test_lr2_scaled_large_batches_converge_in_as_many_epochs_and_less_time(claim, grids, setting, part):
@@ -118,11 +113,12 @@ def test_lr2_scaled_large_batches_converge_in_as_many_epochs_and_less_time(claim
     - time: time to the minimum validation loss, T = best epoch x the median single-model epoch
       time at that batch size (population runs share one wall clock, so their own times say
       nothing per model; grid `lr_timing` trains the same configs one per process for a few
-      epochs). Claimed T_large < T_small: one-sided paired permutation test, CI of the ratio.
+      epochs). Claimed T_large < T_small: the bootstrap test of the ratio against 1 that BS-4 and
+      DP-2 use (_common.time_to_minimum_test), resampling the epoch counts and the epoch times.
+      (A paired permutation test over 5 seeds cannot go below p = 1/32, above alpha / m.)
       The patience epochs after the minimum are left out: they cost the same number of epochs at
       both sizes, so including them would only favour the faster-epoch large batch.
-    Caveats: the epoch time is one median per batch size, so the time CI carries the epoch-count
-    spread only; eval passes are excluded from epoch times, as in BS-3.
+    Caveats: eval passes are excluded from epoch times, as in BS-3.
     """
     grid = grids(setting, "lr_scaled")
     small, large = grid.batch_sizes[0], grid.batch_sizes[-1]
@@ -138,13 +134,8 @@ def test_lr2_scaled_large_batches_converge_in_as_many_epochs_and_less_time(claim
                     tables=tables, caveats=caveats, **fields)
         return
     timing = grids(setting, "lr_timing")
-    epoch_time = {bs: _median_epoch_time(timing.at(bs)) for bs in (small, large)}
-    times = {bs: epochs[bs] * epoch_time[bs] for bs in (small, large)}
-    test = stats.two_group_test(times[large], times[small], "less", paired=True, effect="ratio")
-    rows = [[f"bs {bs}", fmt(epoch_time[bs]), fmt(np.mean(epochs[bs])), fmt(np.mean(times[bs]))] for bs in (small, large)]
-    tables = [{"title": "time to the minimum validation loss (single-model estimate)",
-               "columns": ["batch", "median epoch time (s)", "mean epochs", "mean time (s)"], "rows": rows}]
-    claim.check(test, label=f"time ratio bs {large}/{small}", tables=tables, caveats=caveats,
+    test, table = time_to_minimum_test(grid, timing, threshold=1.0, direction="less")
+    claim.check(test, label=f"time ratio bs {large}/{small}", tables=[table], caveats=caveats,
                 seeds=fields["seeds"], configs=[*fields["configs"], *timing.config_labels()])
 
 
