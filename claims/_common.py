@@ -58,7 +58,7 @@ def time_to_minimum_test(early, timing, threshold: float = 1.0, direction: str =
     test = stats.threshold_test((epochs[small], epochs[large], epoch_time[small], epoch_time[large]), ratio,
                                 threshold, direction, effect_name="total time ratio")
     rows = [[bs, fmt(np.mean(epoch_time[bs])), fmt(np.mean(epochs[bs])),
-             fmt(np.mean(epoch_time[bs]) * np.mean(epochs[bs]))] for bs in early.batch_sizes]
+             fmt(np.mean(epoch_time[bs]) * np.mean(epochs[bs]))] for bs in early.batch_sizes if bs in epoch_time]
     table = {"title": "time to the minimum validation loss (single-model estimate)",
              "columns": ["batch size", "median epoch time (s)", "mean epochs to minimum", "estimated time (s)"],
              "rows": rows}
