@@ -81,6 +81,7 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=self.root))
         try:
+            tmp.chmod(0o777 & ~_umask())  # mkdtemp's folder is private; a cache may be shared like any folder
             _write_entry(run, tmp)
             try:
                 os.rename(tmp, dest)
@@ -109,6 +110,7 @@ class RunStore:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         with os.fdopen(fd, "w") as f:
             json.dump({"name": name, "params": params, "value": value}, f)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
         return value
 
@@ -181,6 +183,12 @@ def _discard(path: Path) -> None:
         aside = path.with_name(path.name + ".damaged")
         path.rename(aside)
         warnings.warn(f"{path} held files this store did not write; moved to {aside}", stacklevel=3)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _sha256(path: Path) -> str:

@@ -124,6 +124,10 @@ def test_json_round_trip_and_rerender(tmp_path):
     assert (tmp_path / "claims.html").read_text() == html_before
     assert keep.exists() and (tmp_path / "notes.txt").read_text() == "mine"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # shared like any file the user's umask allows, not private as a temporary file is made
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in paths)
 
 
 def test_nan_evidence_serializes_as_null():
