@@ -1,14 +1,31 @@
-"""Hypothesis profiles: "default" (quick, loaded unless told otherwise) and "thorough",
-selected with `pytest --hypothesis-profile thorough`."""
+"""Shared test set-up: hypothesis profiles ("default", quick, loaded unless told otherwise, and
+"thorough", via `pytest --hypothesis-profile thorough`), one torch thread, a trained toy network."""
+import pytest
+import torch
+import torch.nn.functional as F
 from hypothesis import settings
+from torch import nn
 
 # deadline=None: the first example pays for torch's lazy initialisation, which is not slowness.
 settings.register_profile("default", max_examples=50, deadline=None)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile("default")
 
-import torch
-
 # One thread: the tests train tiny models, where a second OpenMP thread only adds synchronization
 # (10-30x slower when the machine is busy), and results do not depend on the machine's core count.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def trained_mlp():
+    """A small float64 ReLU network trained to a minimum on a toy 3-class problem: (model, X, y)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3)).double()
+    X = torch.randn(64, 5, dtype=torch.float64)
+    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(100):
+        optimizer.zero_grad()
+        F.cross_entropy(model(X), y).backward()
+        optimizer.step()
+    return model, X, y

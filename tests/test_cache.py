@@ -1,6 +1,4 @@
 """The run store: round trip, content addressing, damaged entries, killed writes."""
-import json
-import os
 
 import numpy as np
 import pytest

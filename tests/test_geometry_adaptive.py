@@ -11,7 +11,6 @@ import itertools
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lossscape import geometry as g
@@ -61,23 +60,9 @@ def test_a_zero_weight_cannot_move():
     assert phi == pytest.approx(enumerated_phi(X, t, w, 0.3 * np.abs(w)), rel=1e-9)
 
 
-@pytest.fixture(scope="module")
-def trained_relu_net():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3)).double()
-    X = torch.randn(64, 5, dtype=torch.float64)
-    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    for _ in range(100):
-        optimizer.zero_grad()
-        F.cross_entropy(model(X), y).backward()
-        optimizer.step()
-    return model, X, y
-
-
 @pytest.mark.parametrize("a", [0.1, 10.0])
-def test_layer_rescaling_leaves_adaptive_sharpness_unchanged(trained_relu_net, a):
-    model, X, y = trained_relu_net
+def test_layer_rescaling_leaves_adaptive_sharpness_unchanged(trained_mlp, a):
+    model, X, y = trained_mlp
     rescaled = copy.deepcopy(model)
     with torch.no_grad():
         rescaled[0].weight.mul_(a)
@@ -92,7 +77,7 @@ def test_layer_rescaling_leaves_adaptive_sharpness_unchanged(trained_relu_net, a
     assert not 0.5 < ratio < 2
 
 
-def test_rejects_an_unknown_box(trained_relu_net):
-    model, X, y = trained_relu_net
+def test_rejects_an_unknown_box(trained_mlp):
+    model, X, y = trained_mlp
     with pytest.raises(ValueError, match="box"):
         g.keskar_sharpness(model, X, y, box="cube")

@@ -88,20 +88,6 @@ def test_subspace_matches_vertex_enumeration():
     assert phi == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.fixture(scope="module")
-def trained_mlp():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3)).double()
-    X = torch.randn(64, 5, dtype=torch.float64)
-    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    for _ in range(100):
-        optimizer.zero_grad()
-        F.cross_entropy(model(X), y).backward()
-        optimizer.step()
-    return model, X, y
-
-
 @pytest.mark.parametrize("subspace_dim", [None, 10])
 def test_grows_with_epsilon_and_vanishes_with_it(trained_mlp, subspace_dim):
     model, X, y = trained_mlp
