@@ -95,20 +95,6 @@ def test_batch_size_out_of_range_is_refused():
         g.mean_batch_update_norm(np.ones((3, 2)), 0)
 
 
-@pytest.fixture(scope="module")
-def trained():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
-    X = torch.randn(64, 5, dtype=torch.float64)
-    y = (X[:, 0] > 0).long() + (X[:, 1] > 0.5).long()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
-    for _ in range(30):
-        optimizer.zero_grad()
-        F.cross_entropy(model(X), y).backward()
-        optimizer.step()
-    return model, X, y
-
-
 def loop_of_single_example_grads(model, X, y):
     model.eval()
     rows = []
@@ -118,8 +104,8 @@ def loop_of_single_example_grads(model, X, y):
     return torch.stack(rows)
 
 
-def test_per_example_grads_match_a_loop(trained):
-    model, X, y = trained
+def test_per_example_grads_match_a_loop(trained_mlp):
+    model, X, y = trained_mlp
     expected = loop_of_single_example_grads(model, X, y)
     torch.testing.assert_close(g.per_example_grads(model, X, y, batch_size=10), expected, rtol=1e-10, atol=1e-12)
 
@@ -135,10 +121,10 @@ def test_per_example_grads_of_a_batchnorm_network():
     torch.testing.assert_close(g.per_example_grads(model, X, y), expected, rtol=1e-10, atol=1e-12)
 
 
-def test_real_gradients_mean_update_shrinks_with_batch_size(trained):
+def test_real_gradients_mean_update_shrinks_with_batch_size(trained_mlp):
     """GEO-4 measured: on per-example gradients of a trained network, nested batch sizes
     1, 2, 4, ..., 64 give a non-increasing mean update, and strictly smaller at 64 than at 1."""
-    model, X, y = trained
+    model, X, y = trained_mlp
     grads = g.per_example_grads(model, X, y)
     norms = [g.mean_batch_update_norm(grads, 2**k) for k in range(7)]
     assert all(merged <= smaller for smaller, merged in zip(norms, norms[1:]))
