@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 
 import pytest
@@ -35,7 +36,8 @@ def _profile_name(config) -> str:
     chosen = config.getoption("--profile")
     if chosen:
         return chosen
-    return "gpu" if config.getoption("-m", "").strip() == "gpu" else "cpu"
+    # `-m gpu`, `-m "gpu and not slow"`...: any marker expression that selects gpu (not "not gpu")
+    return "gpu" if re.search(r"(?<!not )\bgpu\b", config.getoption("-m", "")) else "cpu"
 
 
 def pytest_configure(config):

@@ -108,10 +108,14 @@ class RunStore:
         value = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"name": name, "params": params, "value": value}, f)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"name": name, "params": params, "value": value}, f)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except BaseException:  # e.g. a value JSON cannot hold: no stray temporary file
+            os.unlink(tmp)
+            raise
         return value
 
     def get_or_train(self, cfg: RunConfig, progress=None) -> Run:
@@ -180,9 +184,10 @@ def _discard(path: Path) -> None:
     try:
         path.rmdir()
     except OSError:
-        aside = path.with_name(path.name + ".damaged")
-        path.rename(aside)
-        warnings.warn(f"{path} held files this store did not write; moved to {aside}", stacklevel=3)
+        # a fresh name each time: an earlier damaged copy of the same entry may already be aside
+        aside = Path(tempfile.mkdtemp(prefix=f"{path.name}.damaged-", dir=path.parent))
+        path.rename(aside / path.name)
+        warnings.warn(f"{path} held files this store did not write; moved to {aside / path.name}", stacklevel=3)
 
 
 def _umask() -> int:

@@ -78,7 +78,8 @@ def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], N
     to a loop of `train`, with the same results.
     """
     seeds = [int(s) for s in seeds]
-    probe = build_model(cfg.model, *_shape_and_classes(cfg), cfg.width)
+    with torch.random.fork_rng(devices=[]):  # a probe for BatchNorm; the caller's RNG stays put
+        probe = build_model(cfg.model, *_shape_and_classes(cfg), cfg.width)
     if cfg.world_size > 1 or has_batchnorm(probe) or len(seeds) == 1:
         return [train(cfg.replace(seed=s), progress=progress) for s in seeds]
     return _Engine(cfg, seeds, stacked=True, progress=progress).run()
@@ -150,7 +151,8 @@ class _Engine:
             params, _ = stack_module_state(self.models)
             self.names = list(params)
             self.params = [params[k].detach().requires_grad_(True) for k in self.names]
-            self.base = build_model(cfg.model, ds.input_shape, ds.n_classes, cfg.width).to(self.device, dt)
+            with torch.random.fork_rng(devices=[]):  # code only: its own initialization is never used
+                self.base = build_model(cfg.model, ds.input_shape, ds.n_classes, cfg.width).to(self.device, dt)
             self.base.to("meta")  # functional_call supplies every tensor; the module is only code
         else:
             self.names = [k for k, _ in self.base.named_parameters()]
@@ -216,10 +218,10 @@ class _Engine:
         histories = [[] for _ in range(S)]
         norms_per_epoch = []
         snapshots = [[] for _ in range(S)]
-        snap_steps: list[int] = []
+        snap_steps = [[] for _ in range(S)]  # per member: a stopped member takes no more snapshots
         best = [math.inf] * S
         best_epoch = [None] * S
-        best_params = None
+        best_state = [None] * S  # early_stop: weights and buffers at the best validation epoch
         waits = [0] * S
         step = 0
         t_start = time.perf_counter()
@@ -273,9 +275,10 @@ class _Engine:
                     epoch_norms.append(self._sq_norms(upd))
                 step += 1
                 if step in snap_at:
-                    snap_steps.append(step)
                     for m in range(S):
-                        snapshots[m].append(self._member_state(m))
+                        if active[m]:
+                            snap_steps[m].append(step)
+                            snapshots[m].append(self._member_state(m))
             self._sync()
             epoch_time = time.perf_counter() - t0
             with torch.no_grad():
@@ -298,7 +301,7 @@ class _Engine:
                 reason = self._stop_reason(m, row, best, waits)
                 if cfg.stop == "early_stop" and row["val_loss"] < best[m]:
                     best[m], best_epoch[m], waits[m] = row["val_loss"], epoch + 1, 0
-                    best_params = self._keep_best(best_params, m)
+                    best_state[m] = self._member_state(m)
                 if epoch + 1 in cfg.record_snapshots:
                     snapshots[m].append(self._member_state(m))
                 if reason:
@@ -310,14 +313,14 @@ class _Engine:
         norms = torch.cat(norms_per_epoch).numpy() if norms_per_epoch else np.zeros((0, S))
         runs = []
         for m, seed in enumerate(self.seeds):
-            final = self._member_state(m, best_params if cfg.stop == "early_stop" and best_params else None)
+            final = best_state[m] if best_state[m] is not None else self._member_state(m)
             member_norms = norms[:, m] if norms.ndim == 2 else norms
             runs.append(Run(
                 config=cfg.replace(seed=seed), history=histories[m],
                 update_norms=member_norms[: sum(h["steps"] for h in histories[m])].astype(np.float64),
                 initial_state=self.initial[m], final_state=final, stop_reason=reasons[m],
                 total_time_s=total_time, device=self.device.type, input_shape=tuple(self.ds.input_shape),
-                n_classes=self.ds.n_classes, snapshots=snapshots[m], snapshot_steps=list(snap_steps),
+                n_classes=self.ds.n_classes, snapshots=snapshots[m], snapshot_steps=snap_steps[m],
                 best_epoch=best_epoch[m]))
         return runs
 
@@ -338,26 +341,11 @@ class _Engine:
                 return "early_stop"
         return None
 
-    def _keep_best(self, best_params, m):
-        with torch.no_grad():
-            if best_params is None:
-                best_params = [p.detach().clone() for p in self.params]
-            for b, p in zip(best_params, self.params):
-                if self.stacked:
-                    b[m].copy_(p[m])
-                else:
-                    b.copy_(p)
-        return best_params
-
-    def _member_state(self, m, params=None):
-        """Member m's weights (and buffers for single runs) as a CPU state dict."""
+    def _member_state(self, m):
+        """Member m's weights (and buffers, for a single run) as a CPU state dict."""
         if not self.stacked:
-            state = _cpu_state(self.base)
-            if params is not None:
-                state.update({k: v.detach().cpu().clone() for k, v in zip(self.names, params)})
-            return state
-        src = params if params is not None else self.params
-        return {k: v[m].detach().cpu().clone() for k, v in zip(self.names, src)}
+            return _cpu_state(self.base)
+        return {k: v[m].detach().cpu().clone() for k, v in zip(self.names, self.params)}
 
     def _sync(self):
         if self.device.type == "cuda":

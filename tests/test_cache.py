@@ -90,7 +90,12 @@ def test_damaged_entry_with_foreign_files_is_moved_aside_not_deleted(tmp_path, c
     (entry / "notes.txt").write_text("mine")
     with pytest.warns(UserWarning):
         store.get_or_train(CFG)
-    assert (entry.with_name(entry.name + ".damaged") / "notes.txt").read_text() == "mine"
+    (entry / "run.json").write_text("{")  # damaged again, with a foreign file again
+    (entry / "notes.txt").write_text("mine too")
+    with pytest.warns(UserWarning):
+        store.get_or_train(CFG)
+    aside = sorted(tmp_path.glob(f"{entry.name}.damaged-*/{entry.name}/notes.txt"))
+    assert sorted(p.read_text() for p in aside) == ["mine", "mine too"]
 
 
 def test_a_write_killed_midway_leaves_no_entry(tmp_path, monkeypatch):
@@ -127,6 +132,13 @@ def test_population_trains_only_missing_seeds(tmp_path, monkeypatch):
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSSCAPE_CACHE", str(tmp_path / "env"))
     assert RunStore().root == tmp_path / "env"
+
+
+def test_memo_that_cannot_be_stored_leaves_no_temporary_file(tmp_path):
+    store = RunStore(tmp_path)
+    with pytest.raises(TypeError):
+        store.memo(CFG, "bad", {}, lambda: {"array": np.ones(2)})
+    assert [p.name for p in (tmp_path / "measures").rglob("*")] == [store.key(CFG)]
 
 
 def test_memo_computes_once_and_survives_damage(tmp_path):

@@ -34,6 +34,7 @@ def test_same_config_and_seed_give_bit_identical_weights():
 def test_training_does_not_touch_the_global_rng():
     before = torch.random.get_rng_state()
     train(cfg(epochs=1))
+    train_population(cfg(epochs=1), [0, 1])
     assert torch.equal(before, torch.random.get_rng_state())
 
 
@@ -132,6 +133,25 @@ def test_early_stop_keeps_the_best_validation_weights():
     with torch.no_grad():
         loss = F.cross_entropy(run.model()(ds.X_val), ds.y_val).item()
     assert loss == pytest.approx(val.min(), rel=1e-5)
+
+
+def test_early_stop_restores_batchnorm_statistics_with_the_weights():
+    """The restored model is the best epoch's whole state, running statistics included."""
+    epochs = 8
+    run = train(cfg(model="resnet_small", width=4, stop="early_stop", patience=2, epochs=epochs, lr=1.0,
+                    batch_size=64, record_snapshots=tuple(range(1, epochs + 1))))
+    best = run.snapshots[run.best_epoch - 1]  # record_snapshots keeps every epoch's state
+    assert any("running_mean" in k for k in run.final_state)
+    assert all(torch.equal(run.final_state[k], best[k]) for k in run.final_state)
+
+
+def test_a_stopped_member_takes_no_more_snapshots():
+    # one cycle per epoch; members stop at epoch 7 or 8 (checked), so the old shared list would differ
+    c = cfg(schedule="cyclic_cosine", snapshots=9, epochs=9, stop="target_loss", target_loss=2.0, lr=0.2)
+    for member in train_population(c, [0, 1, 2, 3]):
+        single = train(c.replace(seed=member.config.seed))
+        assert member.snapshot_steps == single.snapshot_steps
+        assert len(member.snapshots) == len(single.snapshots)
 
 
 def test_divergence_is_data_not_an_error():
