@@ -16,7 +16,8 @@ import sys
 
 import numpy as np
 
-from .config import DATASETS, DTYPES, MODELS, SCHEDULES, STOP_RULES, ConfigError, RunConfig
+from .config import DTYPES, MODELS, SCHEDULES, STOP_RULES, ConfigError, RunConfig
+from .data import DATASETS
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from .data import DATASETS, validate_request
+from .data import validate_request
 
 MODELS = ("mlp", "conv1d", "vgg_small", "resnet_small", "densenet_small")
 SCHEDULES = ("constant", "linear_scaling", "step", "cyclic_cosine", "freezeout")
