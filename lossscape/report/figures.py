@@ -125,14 +125,20 @@ def surface_contours(path, xs, ys, surfaces: Mapping[str, np.ndarray], *, levels
     return _save(fig, path)
 
 
-def metric_vs_batch(path, values: Mapping, *, ylabel, ci: Mapping | None = None, logy=False) -> Path:
-    """values: batch size -> per-seed values. Seeds as dots, the mean as a line, `ci` (bs -> (lo, hi)) as bars."""
-    fig, (ax,) = _figure()
+def _seeds_and_mean(ax, values: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed values as grey dots at each batch size and their mean as a line; returns (bs, means)."""
     bs = np.array(list(values), dtype=float)
     means = np.array([np.mean(v) for v in values.values()])
     for b, v in zip(bs, values.values()):
         ax.scatter(np.full(len(v), b), v, color="0.55", s=12, zorder=2)
     ax.plot(bs, means, color="C0", marker="o", zorder=3, label="mean over seeds")
+    return bs, means
+
+
+def metric_vs_batch(path, values: Mapping, *, ylabel, ci: Mapping | None = None, logy=False) -> Path:
+    """values: batch size -> per-seed values. Seeds as dots, the mean as a line, `ci` (bs -> (lo, hi)) as bars."""
+    fig, (ax,) = _figure()
+    bs, means = _seeds_and_mean(ax, values)
     if ci is not None:
         lo, hi = np.array([ci[b][0] for b in values]), np.array([ci[b][1] for b in values])
         # lines, not errorbar(): a bootstrap interval need not contain the mean
@@ -232,11 +238,7 @@ def steps_vs_batch(path, steps: Mapping, *, fit: tuple[float, float] | None = No
     reference, McCandlish et al.'s S_min + E_min / B for `fit` = (S_min, E_min), and a vertical
     line per `marks` entry (name -> batch size, e.g. B_crit and B_simple)."""
     fig, (ax,) = _figure()
-    bs = np.array(list(steps), dtype=float)
-    means = np.array([np.mean(v) for v in steps.values()])
-    for b, v in zip(bs, steps.values()):
-        ax.scatter(np.full(len(v), b), v, color="0.55", s=12, zorder=2)
-    ax.plot(bs, means, color="C0", marker="o", zorder=3, label="mean over seeds")
+    bs, means = _seeds_and_mean(ax, steps)
     ax.plot(bs, means[0] * bs[0] / bs, color="0.5", linestyle="--", label="perfect scaling")
     if fit is not None:
         grid = np.geomspace(bs[0], bs[-1], 100)
