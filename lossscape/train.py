@@ -233,7 +233,9 @@ class _Engine:
             if not self.stacked:
                 perms = perms[0]
             start = [p.detach().clone() for p in self.params]
+            # stopped members' updates are zeroed by a per-member mask, shaped once per epoch
             mask = None if bool(active.all()) else active.to(self.device, self.params[0].dtype)
+            masks = None if mask is None else [mask.view(-1, *[1] * (p.dim() - 1)) for p in self.params]
             epoch_norms = []
             self._sync()
             t0 = time.perf_counter()
@@ -269,8 +271,8 @@ class _Engine:
                         torch._foreach_add_(bufs, d)
                         d = torch._foreach_add(d, bufs, alpha=cfg.momentum) if cfg.nesterov else bufs
                     upd = torch._foreach_mul(d, [lrs[self.stages[i]] for i in live])
-                    if mask is not None:
-                        upd = torch._foreach_mul(upd, [mask.view(-1, *[1] * (p.dim() - 1)) for p in plist])
+                    if masks is not None:
+                        upd = torch._foreach_mul(upd, [masks[i] for i in live])
                     torch._foreach_sub_(plist, upd)
                     epoch_norms.append(self._sq_norms(upd))
                 step += 1
