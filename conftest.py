@@ -16,11 +16,20 @@ import time
 
 import pytest
 import torch
+from hypothesis import settings
 
+from lossscape import stats
 from lossscape.cache import RunStore, default_root
 from lossscape.profiles import PROFILES, load_profile
 
 pytest_plugins = ["lossscape.report.plugin"]
+
+# Hypothesis profiles for tests/ and for GEO-4's property check on real gradients: "default" is
+# quick; `--hypothesis-profile thorough` draws 1000 examples. deadline=None: the first example
+# pays for torch's lazy initialisation, which is not slowness.
+settings.register_profile("default", max_examples=50, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile("default")
 
 
 def pytest_addoption(parser):
@@ -64,6 +73,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.gpu)
         if item.get_closest_marker("gpu") and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)"))
+
+
+@pytest.hookimpl(trylast=True)  # after the report plugin has counted the selected claims (m)
+def pytest_collection_finish(session):
+    """Refuse, before anything trains, a claim whose design cannot reach p < alpha/m whatever the data.
+
+    A claim marked ``design=(kind, grid)`` ("trend": stratified Kendall over the grid's batch sizes
+    with its seeds as blocks; "paired": sign flips over its seeds) has a smallest attainable p fixed
+    by the profile. Where that is not below alpha/m the test is skipped with the grid, its seeds and
+    the seeds it needs, unless --report-only (CI's smoke run records such verdicts on purpose, with
+    the floor named in a caveat). m counts every selected claim hypothesis, these included.
+    """
+    config = session.config
+    if config.getoption("--report-only"):
+        return
+    report = config.pluginmanager.get_plugin("lossscape.report.plugin")
+    profile, m = config.lossscape_profile, report.holm_m(config)
+    for item in session.items:
+        design = report.claim_options(item).get("design")
+        if not design or design[1] not in profile.grids:
+            continue
+        kind, name = design
+        spec = profile.grid(name)
+        alpha = stats.ALPHA / m
+        floor = stats.design_min_p(kind, len(spec.seeds), len(spec.batch_sizes))
+        if floor >= alpha:
+            need = stats.required_seeds(kind, alpha, len(spec.batch_sizes))
+            item.add_marker(pytest.mark.skip(reason=(
+                f"design cannot reach p < alpha/m = {alpha:.2g} (m = {m}): grid `{name}` of profile {profile.name} "
+                f"has {len(spec.seeds)} seeds, so a {kind} test's smallest p is {floor:.2g}; it needs {need} seeds")))
 
 
 def pytest_generate_tests(metafunc):

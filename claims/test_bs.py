@@ -6,12 +6,12 @@ import torch
 from lossscape import stats
 from lossscape.report import figures
 from lossscape.report.result import fmt
-from lossscape.throughput import training_throughput
+from lossscape.throughput import throughput_knee, training_throughput
 
-from ._common import median_epoch_time, per_batch, time_to_minimum_test, trend_arrays
+from ._common import median_epoch_time, per_batch, seed_trend, time_to_minimum_test
 
 
-@pytest.mark.claim("BS-1")
+@pytest.mark.claim("BS-1", design=("trend", "budget"))
 def test_bs1_training_loss_falls_more_slowly_for_larger_batches(claim, grids, setting, profile):
     """BS-1: at a fixed LR, the larger the batch, the more slowly training loss falls per epoch.
 
@@ -27,7 +27,7 @@ def test_bs1_training_loss_falls_more_slowly_for_larger_batches(claim, grids, se
     values = per_batch(grid, lambda run: run.history[k - 1]["train_loss"])
     figures.training_curves(claim.figure_path("training_loss.png"),
                             {f"bs {bs}": np.array([r.metric("train_loss") for r in runs]) for bs, runs in grid.by_batch().items()})
-    claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label=f"training loss after {k} epochs",
+    claim.check(seed_trend(values, "increasing"), label=f"training loss after {k} epochs",
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())
 
 
@@ -52,7 +52,7 @@ def _timing_caveats(grid) -> list[str]:
             f"torch with {torch.get_num_threads()} thread(s)"]
 
 
-@pytest.mark.claim("BS-2")
+@pytest.mark.claim("BS-2", design=("trend", "early"))
 def test_bs2_larger_batches_reach_a_higher_minimum_validation_loss(claim, grids, setting):
     """BS-2: at a fixed LR, larger batches reach a worse (higher) minimum validation loss.
 
@@ -72,11 +72,11 @@ def test_bs2_larger_batches_reach_a_higher_minimum_validation_loss(claim, grids,
         shortest = min(r.epochs_run for r in runs)  # early stopping ends seeds at different epochs
         curves[bs] = np.array([r.metric("val_loss")[:shortest] for r in runs])
     figures.training_curves(claim.figure_path("validation_loss.png"), curves, ylabel="validation loss")
-    claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label="minimum validation loss",
+    claim.check(seed_trend(values, "increasing"), label="minimum validation loss",
                 caveats=_not_early_stopped(grid), **_fields(grid))
 
 
-@pytest.mark.claim("BS-3")
+@pytest.mark.claim("BS-3", design=("trend", "timing"))
 def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
     """BS-3: larger batches take less wall time per epoch.
 
@@ -92,11 +92,11 @@ def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
     grid = grids(setting, "timing")
     values = per_batch(grid, median_epoch_time)
     figures.metric_vs_batch(claim.figure_path("epoch_time.png"), values, ylabel="median epoch time (s)", logy=True)
-    claim.check(stats.trend_test(*trend_arrays(values), "decreasing"), label="median epoch time",
+    claim.check(seed_trend(values, "decreasing"), label="median epoch time",
                 caveats=_timing_caveats(grid), **_fields(grid))
 
 
-@pytest.mark.claim("BS-4")
+@pytest.mark.claim("BS-4", design=("trend", "early"))  # the time part: Welch, no floor
 @pytest.mark.parametrize("part", ["epochs", "total_time"])
 def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, setting, part):
     """BS-4: larger batches need more epochs to reach their minimum validation loss, so total time
@@ -110,10 +110,8 @@ def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, s
     - total_time: the time a single-model run takes to its minimum, estimated as best epoch x the
       median single-model epoch time at that batch size (grid `timing`, as BS-3): population runs
       share one wall clock, so their own total times say nothing about one model. Claimed: the
-      largest batch's total time over the smallest's > 1; the CI is a bootstrap over both sources
-      of spread (the early-stopping seeds' epochs and the timing seeds' epoch times, resampled
-      independently), the p-value the bootstrap test against a ratio of 1
-      (_common.time_to_minimum_test, which DP-2 shares).
+      largest batch's total time over the smallest's > 1 (ratio of geometric means; Welch's t on
+      log values over the four groups, _common.time_to_minimum_test, which DP-2 shares).
     Caveats: evaluation passes are excluded from epoch times (as in BS-3), and the patience epochs
     after the minimum are not counted; a run stopped by the epoch cap is named in the caveats.
     """
@@ -124,7 +122,7 @@ def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, s
     if part == "epochs":
         figures.metric_vs_batch(claim.figure_path("epochs_to_min.png"), epochs,
                                 ylabel="epochs to the minimum validation loss", logy=True)
-        claim.check(stats.trend_test(*trend_arrays(epochs), "increasing"), label="epochs to the minimum",
+        claim.check(seed_trend(epochs, "increasing"), label="epochs to the minimum",
                     caveats=caveats, **_fields(early))
         return
     timing = grids(setting, "timing")
@@ -137,7 +135,7 @@ def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, s
                 **_fields(early, timing))
 
 
-@pytest.mark.claim("BS-5")
+@pytest.mark.claim("BS-5", design=("trend", "budget"))
 @pytest.mark.parametrize("metric", ["test_acc", "train_acc"])
 def test_bs5_larger_batches_end_the_budget_less_accurate(claim, grids, setting, metric):
     """BS-5: after a fixed epoch budget, larger batches give lower test accuracy, and lower
@@ -158,7 +156,7 @@ def test_bs5_larger_batches_end_the_budget_less_accurate(claim, grids, setting, 
     name = {"test_acc": "test accuracy", "train_acc": "training accuracy"}[metric]
     figures.metric_vs_batch(claim.figure_path(f"{metric}.png"), values, ylabel=f"{name} after the budget",
                             ci={bs: stats.mean_ci(v) for bs, v in values.items()})
-    claim.check(stats.trend_test(*trend_arrays(values), "decreasing"),
+    claim.check(seed_trend(values, "decreasing"),
                 label=f"{name} after {grid.spec.fields['epochs']} epochs", **_fields(grid))
 
 
@@ -180,7 +178,8 @@ def test_bs6_throughput_rises_with_batch_size_up_to_saturation(claim, grids, set
     untimed warm-up steps, then `throughput_repeats` timed blocks of `throughput_steps` SGD steps
     (gather, forward, backward, update), interleaved over the batch sizes; one examples/s value per
     block. Statistic: trend test of examples/s against batch size over the small sizes 1..64
-    (BS6_SMALL_MAX), claimed increasing; effect = ratio of the mean at 64 to the mean at 1. The knee
+    (BS6_SMALL_MAX), claimed increasing, with each interleaved repeat as a block (one repeat times
+    every batch size under the same machine load); effect = ratio of the mean at 64 to the mean at 1. The knee
     (smallest batch reaching 90% of the largest median throughput) is reported, not tested.
     Caveats: the repeats are timing blocks of one process, not independent replications: the CI
     covers timing noise, not machine-to-machine variation; the machine's load enters the numbers.
@@ -191,7 +190,7 @@ def test_bs6_throughput_rises_with_batch_size_up_to_saturation(claim, grids, set
     values = training_throughput(cfg, sizes, steps=params["throughput_steps"], repeats=params["throughput_repeats"])
     medians = {bs: float(np.median(v)) for bs, v in values.items()}
     top = max(medians.values())
-    knee = min(bs for bs, m in medians.items() if m >= BS6_KNEE_SHARE * top)
+    knee = throughput_knee(values, BS6_KNEE_SHARE)
     small = {bs: v for bs, v in values.items() if bs <= BS6_SMALL_MAX}
     figures.metric_vs_batch(claim.figure_path("throughput.png"), values, ylabel="examples / s", logy=True)
     rows = [[bs, fmt(medians[bs]), fmt(v.min()), fmt(v.max()), fmt(medians[bs] / top)] for bs, v in values.items()]
@@ -200,6 +199,6 @@ def test_bs6_throughput_rises_with_batch_size_up_to_saturation(claim, grids, set
                "rows": rows}]
     caveats = [f"the knee is the largest batch swept ({knee}): throughput may still rise beyond it, so "
                f"saturation was not seen"] if knee == max(sizes) else []
-    claim.check(stats.trend_test(*trend_arrays(small), "increasing"),
+    claim.check(seed_trend(small, "increasing"),
                 label=f"knee at bs {knee}; examples/s bs {max(small)}/bs {min(small)}", tables=tables, caveats=caveats,
                 seeds=[cfg.seed], configs=[cfg.to_json()])

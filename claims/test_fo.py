@@ -18,6 +18,8 @@ from lossscape.schedules import freezeout_fractions
 from lossscape.step_cost import freezeout_flop_ratio, frozen_step_times, stage_forward_flops, step_flops
 from lossscape.train import init_model, load_data
 
+from ._common import seed_trend
+
 # Thresholds, fixed from CLAIMS.md and source 004 before any FO run:
 # - FO1_SHARE: FreezeOut saves compute only in the backward of frozen stages, so the saving to
 #   expect is the FLOP model's (lossscape.step_cost). On small models much of a step is per-step
@@ -87,13 +89,14 @@ def _plot_accuracy_vs_speedup(path, frozen, unfrozen) -> None:
                                 labels=["unfrozen", f"FreezeOut t0 {frozen[0].config.freeze_t0:g}"])
 
 
-def _saving(frozen_times, unfrozen_times, axis=-1):
-    """Measured wall-time saving, 1 - mean over seeds of the paired time ratio."""
-    return 1 - np.mean(np.asarray(frozen_times) / np.asarray(unfrozen_times), axis=axis)
+def _saving(frozen_times, unfrozen_times) -> np.ndarray:
+    """Measured wall-time saving per seed, 1 - T_frozen / T_unfrozen (same seed: same init and data order)."""
+    return 1 - np.asarray(frozen_times) / np.asarray(unfrozen_times)
 
 
-def _accuracy_difference(frozen_acc, unfrozen_acc, axis=-1):
-    return np.mean(np.asarray(frozen_acc) - np.asarray(unfrozen_acc), axis=axis)
+def _accuracy_difference(frozen_acc, unfrozen_acc) -> np.ndarray:
+    """Test accuracy difference per seed, FreezeOut - unfrozen."""
+    return np.asarray(frozen_acc) - np.asarray(unfrozen_acc)
 
 
 def _budget_caveat(run) -> str:
@@ -111,7 +114,7 @@ def _fields(frozen, unfrozen) -> dict:
                 caveats=[_budget_caveat(frozen[0])])
 
 
-@pytest.mark.claim("FO-1")
+@pytest.mark.claim("FO-1", design=("paired", "freezeout"))
 @pytest.mark.parametrize("part", ["wall_time", "accuracy"])
 @pytest.mark.parametrize("model", ["resnet_small", "densenet_small"])
 def test_fo1_freezeout_saves_time_at_little_accuracy_cost(claim, store, profile, model, part):
@@ -123,12 +126,12 @@ def test_fo1_freezeout_saves_time_at_little_accuracy_cost(claim, store, profile,
     Scientific comparison: FreezeOut (t0 = 0.5, cubic, scaled: the paper's recommendation) vs the
     same model unfrozen, same epochs, same seed (init and data order), grid `freezeout` (SGD with
     Nesterov momentum 0.9, lr 0.1, batch 64). Two parts per model, both required (two results):
-    - wall_time: measured saving 1 - mean_seeds(T_frozen / T_unfrozen) >= FO1_SHARE x the FLOP
-      model's saving (1 - FLOP ratio, reported beside it); bootstrap test and CI, paired by seed.
-    - accuracy: test accuracy difference (FreezeOut - unfrozen) > -FO_MARGIN (non-inferiority);
-      bootstrap test and CI, paired by seed.
-    Caveats: a bootstrap over a handful of seeds gives intervals somewhat too narrow (see
-    lossscape.stats); CPU steps of small models carry overhead that the FLOP model ignores; the
+    - wall_time: measured saving per seed 1 - T_frozen / T_unfrozen, mean >= FO1_SHARE x the FLOP
+      model's saving (1 - FLOP ratio, reported beside it); exact sign-flip test of the per-seed
+      savings against that threshold (stats.threshold_test).
+    - accuracy: test accuracy difference per seed (FreezeOut - unfrozen), mean > -FO_MARGIN
+      (non-inferiority); exact sign-flip test against -FO_MARGIN.
+    Caveats: CPU steps of small models carry overhead that the FLOP model ignores; the
     unfrozen baseline is cosine-annealed, as in the paper, not constant-LR.
     """
     frozen, unfrozen = _paired_runs(store, profile, model)
@@ -136,7 +139,7 @@ def test_fo1_freezeout_saves_time_at_little_accuracy_cost(claim, store, profile,
     table = _comparison_table(model, frozen, unfrozen, flop_ratio)
     if part == "accuracy":
         acc = ([_accuracy(r) for r in frozen], [_accuracy(r) for r in unfrozen])
-        claim.check(stats.threshold_test(acc, _accuracy_difference, -FO_MARGIN, "greater", paired=True,
+        claim.check(stats.threshold_test(_accuracy_difference(*acc), -FO_MARGIN, "greater",
                                          effect_name="accuracy difference"),
                     label=f"{model} FreezeOut - unfrozen (margin -{FO_MARGIN:g})", tables=[table],
                     **_fields(frozen, unfrozen))
@@ -148,12 +151,12 @@ def test_fo1_freezeout_saves_time_at_little_accuracy_cost(claim, store, profile,
     figures.freeze_times(claim.figure_path("freeze_times.png"), labels,
                          freezeout_fractions(len(labels), cfg.freeze_t0, cfg.freeze_spacing))
     _plot_accuracy_vs_speedup(claim.figure_path("accuracy_vs_speedup.png"), frozen, unfrozen)
-    claim.check(stats.threshold_test(times, _saving, required, "greater", paired=True, effect_name="wall-time saving"),
+    claim.check(stats.threshold_test(_saving(*times), required, "greater", effect_name="wall-time saving"),
                 label=f"{model} (FLOP model predicts {fmt(1 - flop_ratio)}; claimed >= {fmt(required)})",
                 tables=[table], **_fields(frozen, unfrozen))
 
 
-@pytest.mark.claim("FO-2")
+@pytest.mark.claim("FO-2", design=("paired", "freezeout"))
 def test_fo2_freezeout_gives_no_benefit_for_vgg(claim, store, profile):
     """FO-2: FreezeOut gives no benefit for VGG-style networks.
 
@@ -161,8 +164,8 @@ def test_fo2_freezeout_gives_no_benefit_for_vgg(claim, store, profile):
     Rule, fixed before running: FreezeOut saves backward compute on any network (FO-3's
     mechanism), so "no benefit" means its price is too high: the claimed direction is a test
     accuracy cost beyond FO-1's margin, FreezeOut - unfrozen < -FO_MARGIN, on vgg_small (grid
-    `freezeout`, as FO-1); bootstrap test and CI, paired by seed. Refuted when the whole CI lies
-    above -FO_MARGIN, i.e. VGG keeps its accuracy as FO-1 requires. The wall-time saving and the
+    `freezeout`, as FO-1); exact sign-flip test of the per-seed differences against -FO_MARGIN.
+    Refuted when the opposite test passes, i.e. VGG keeps its accuracy as FO-1 requires. The wall-time saving and the
     FLOP model's prediction are reported beside it.
     Caveats: the rule judges VGG alone: whether VGG fares worse than ResNet and DenseNet, as the
     source implies, is read from FO-1's accuracy rows beside it (same grid, same margin).
@@ -171,9 +174,9 @@ def test_fo2_freezeout_gives_no_benefit_for_vgg(claim, store, profile):
     frozen, unfrozen = _paired_runs(store, profile, "vgg_small")
     flop_ratio = _flop_ratio(frozen[0])
     acc = ([_accuracy(r) for r in frozen], [_accuracy(r) for r in unfrozen])
-    saving = _saving([_train_time(r) for r in frozen], [_train_time(r) for r in unfrozen])
+    saving = _saving([_train_time(r) for r in frozen], [_train_time(r) for r in unfrozen]).mean()
     _plot_accuracy_vs_speedup(claim.figure_path("accuracy_vs_speedup.png"), frozen, unfrozen)
-    claim.check(stats.threshold_test(acc, _accuracy_difference, -FO_MARGIN, "less", paired=True,
+    claim.check(stats.threshold_test(_accuracy_difference(*acc), -FO_MARGIN, "less",
                                      effect_name="accuracy difference"),
                 label=f"vgg_small FreezeOut - unfrozen (claimed < -{FO_MARGIN:g}; wall-time saving "
                       f"{fmt(float(saving))}, FLOP model {fmt(1 - flop_ratio)})",
@@ -191,11 +194,11 @@ def test_fo3_frozen_share_speeds_steps_and_early_freezing_costs_accuracy(claim, 
     - step_time: seconds per training step (gather, forward, backward, SGD update of the trained
       stages) with the first k stages frozen, k = 0 .. n-1 (the last stage always trains),
       measured in this session (lossscape.step_cost.frozen_step_times: params.fo.step_repeats
-      blocks of step_steps steps, interleaved over k). Claimed: decreasing in k (Kendall trend
-      test; effect = time at the largest k over k = 0). The FLOP model's step cost per k is in the table.
+      blocks of step_steps steps, interleaved over k). Claimed: decreasing in k (stratified
+      Kendall trend test, each interleaved repeat a block; effect = time at the largest k over k = 0). The FLOP model's step cost per k is in the table.
     - accuracy: test accuracy after the grid's epochs at each t0 in params.fo.t0_levels (1.0 =
       unfrozen), seeds of the grid. Claimed: increasing in t0, i.e. falling as t0 shrinks
-      (Kendall trend test; effect = mean at the largest t0 minus the smallest).
+      (stratified Kendall trend test, seeds as blocks; effect = mean at the largest t0 minus the smallest).
     Caveats: step timing blocks are repeats within one process (timing noise, not machine
     variation); the machine's load enters the numbers.
     """
@@ -209,8 +212,7 @@ def test_fo3_frozen_share_speeds_steps_and_early_freezing_costs_accuracy(claim, 
         times = frozen_step_times(cfg, levels, steps=p["step_steps"], repeats=p["step_repeats"])
         rows = [[k, fmt(step_flops(flops, k) / step_flops(flops, 0)), fmt(np.median(times[k]) * 1e3),
                  fmt(np.median(times[k]) / np.median(times[0]))] for k in levels]
-        x = np.concatenate([[k] * len(v) for k, v in times.items()])
-        claim.check(stats.trend_test(x, np.concatenate(list(times.values())), "decreasing"),
+        claim.check(seed_trend(times, "decreasing"),  # each interleaved repeat times every k: a block
                     label=f"{model} step time, {levels[-1]} frozen stages / none",
                     tables=[{"title": f"{model} step time vs frozen stages (batch {cfg.batch_size}, {cfg.device})",
                              "columns": ["frozen stages", "FLOP ratio to none frozen", "median step (ms)",
@@ -226,9 +228,8 @@ def test_fo3_frozen_share_speeds_steps_and_early_freezing_costs_accuracy(claim, 
     speedup = [float(np.median(base_time / np.array([_train_time(r) for r in rs]))) for rs in runs.values()]
     figures.accuracy_vs_speedup(claim.figure_path("accuracy_vs_speedup.png"), speedup, [a.mean() for a in acc.values()],
                                 labels=[f"t0 {t0:g}" for t0 in levels])
-    x = np.concatenate([[t0] * len(a) for t0, a in acc.items()])
     rows = [[f"{t0:g}", fmt(a.mean()), fmt(s)] for (t0, a), s in zip(acc.items(), speedup)]
-    claim.check(stats.trend_test(x, np.concatenate(list(acc.values())), "increasing", effect="difference"),
+    claim.check(seed_trend(acc, "increasing", effect="difference"),
                 label=f"{model} test accuracy, t0 {levels[-1]:g} - t0 {levels[0]:g}",
                 tables=[{"title": f"{model}: test accuracy vs t0",
                          "columns": ["t0", "test accuracy, mean", "speedup, median"], "rows": rows}],

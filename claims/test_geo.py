@@ -10,6 +10,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lossscape import geometry as g
 from lossscape import stats
@@ -17,12 +20,14 @@ from lossscape.report import figures
 from lossscape.stats import Verdict
 from lossscape.train import load_data
 
-from ._common import minimizer_caveats, per_batch, trend_arrays
+from ._common import minimizer_caveats, per_batch, seed_trend
 
 # GEO-4: at most this many training examples (the largest power of two that fits), so the nested
 # batch sizes 1, 2, 4, ... end with one batch holding them all; 1024 x 23k per-example gradients
 # of the cpu model take ~100 MB.
 GEO4_MAX_EXAMPLES = 1024
+# GEO-4's hypothesis check: examples whose gradients it reorders (256 x ~23k float64 = 47 MB per seed)
+GEO4_PROPERTY_EXAMPLES = 256
 # GEO-4: the bound is a theorem, so a merge may raise the mean norm only by float64 rounding.
 GEO4_RELATIVE_TOLERANCE = 1e-9
 # GEO-5: alpha from -1 to 2 in steps of 0.05 (Keskar et al.'s Fig. 3 range); the loss rise is
@@ -57,7 +62,7 @@ def _mean_sd(v) -> str:
 
 # -- GEO-1 -----------------------------------------------------------------------------------------
 
-@pytest.mark.claim("GEO-1")
+@pytest.mark.claim("GEO-1", design=("trend", "minimizer"))
 def test_geo1_larger_batches_end_closer_to_init(claim, grids, setting):
     """GEO-1: larger batches end closer to the initial weights, for the whole network and layer by layer.
 
@@ -81,13 +86,13 @@ def test_geo1_larger_batches_end_closer_to_init(claim, grids, setting):
     rows = []
     for name in names:
         per_layer = {bs: np.array([d[name] for d in ds]) for bs, ds in layers.items()}
-        trend = stats.trend_test(*trend_arrays(per_layer), "decreasing")
+        trend = seed_trend(per_layer, "decreasing")
         rows.append([name, *(_mean_sd(v) for v in per_layer.values()), f"{trend.statistic:.2f}", f"{trend.p_value:.2g}"])
     rows.append(["all parameters", *(_mean_sd(v) for v in total.values()), "", ""])
     figures.layer_distances(claim.figure_path("layer_distances.png"),
                             {bs: {name: float(np.mean([d[name] for d in ds])) for name in names}
                              for bs, ds in layers.items()})
-    claim.check(stats.trend_test(*trend_arrays(total), "decreasing"), label="distance from init",
+    claim.check(seed_trend(total, "decreasing"), label="distance from init",
                 tables=[{"title": "distance from init per layer (mean ± s.d. over seeds); Kendall tau vs batch "
                                   "size with its one-sided permutation p (descriptive, unadjusted)",
                          "columns": ["layer", *(f"bs {bs}" for bs in total), "tau", "p"], "rows": rows}],
@@ -97,8 +102,9 @@ def test_geo1_larger_batches_end_closer_to_init(claim, grids, setting):
 
 # -- GEO-2 -----------------------------------------------------------------------------------------
 
-@pytest.mark.claim("GEO-2")
-@pytest.mark.parametrize("part", ["mean_epoch_distance", "ratio_slope"])
+@pytest.mark.claim("GEO-2", design=("trend", "budget"))
+@pytest.mark.parametrize("part", ["mean_epoch_distance", pytest.param(
+    "ratio_slope", marks=pytest.mark.claim("GEO-2", design=("paired", "budget")))])
 def test_geo2_larger_batches_travel_less_per_epoch(claim, grids, setting, part):
     """GEO-2: larger batches travel a shorter distance per epoch; the small/large ratio grows during training.
 
@@ -111,7 +117,7 @@ def test_geo2_larger_batches_travel_less_per_epoch(claim, grids, setting, part):
       trend test, claimed decreasing.
     - `ratio_slope`: per seed, the ratio of the smallest batch's epoch distance to the largest's
       (same seed, hence same init), and its least-squares slope against the epoch; claimed: the
-      mean slope over seeds > 0 (bootstrap test and BCa CI over seeds, stats.threshold_test).
+      mean slope over seeds > 0 (exact sign-flip test of the per-seed slopes, stats.threshold_test).
     Caveat: "during training" is the budget's epochs here, not training to convergence.
     """
     grid = grids(setting, "budget")
@@ -122,7 +128,7 @@ def test_geo2_larger_batches_travel_less_per_epoch(claim, grids, setting, part):
                                 {bs: np.array([r.metric("epoch_distance") for r in runs]) for bs, runs in by_batch.items()},
                                 ylabel=r"distance per epoch $\|w_{end} - w_{start}\|$", logy=True)
         values = per_batch(grid, lambda r: r.metric("epoch_distance").mean())
-        claim.check(stats.trend_test(*trend_arrays(values), "decreasing"), label="mean distance per epoch", **common)
+        claim.check(seed_trend(values, "decreasing"), label="mean distance per epoch", **common)
     else:
         small, large = min(by_batch), max(by_batch)
         ratio = np.array([a.metric("epoch_distance") / b.metric("epoch_distance")
@@ -133,15 +139,12 @@ def test_geo2_larger_batches_travel_less_per_epoch(claim, grids, setting, part):
         figures.ratio_over_epochs(claim.figure_path("ratio_over_epochs.png"), epochs, ratio,
                                   ylabel=f"epoch distance, bs {small} / bs {large}",
                                   slope=float(slopes.mean()), intercept=float(intercepts.mean()))
-        result = stats.threshold_test((slopes,), lambda v, axis=-1: np.mean(v, axis=axis), 0.0, "greater",
-                                      effect_name="ratio slope per epoch")
+        result = stats.threshold_test(slopes, 0.0, "greater", effect_name="ratio slope per epoch")
         claim.check(result, label=f"epoch-distance ratio bs {small}/bs {large} (from {ratio[:, 0].mean():.3g} "
                                   f"at epoch 1 to {ratio[:, -1].mean():.3g} at epoch {epochs[-1]}):",
                     caveats=[f"'during training' is the budget's {epochs[-1]} epochs (grid `budget`), not training "
                              "to convergence; the slope is that of a straight line, whatever the curve's shape (see "
-                             "the figure)",
-                             f"the bootstrap p and CI of a mean over {len(slopes)} seeds are less reliable than "
-                             "the permutation tests of the trend claims (lossscape.stats)"],
+                             "the figure)"],
                     **common)
 
 
@@ -155,7 +158,7 @@ def _nominal_step_norms(run, n_train: int) -> np.ndarray:
     return (norms[:, :-1] if n_train % run.config.batch_size else norms).ravel()
 
 
-@pytest.mark.claim("GEO-3")
+@pytest.mark.claim("GEO-3", design=("trend", "budget"))
 def test_geo3_larger_batches_take_smaller_steps(claim, grids, setting):
     """GEO-3: each step's update is smaller for larger batches.
 
@@ -174,7 +177,7 @@ def test_geo3_larger_batches_take_smaller_steps(claim, grids, setting):
     figures.update_norm_histograms(claim.figure_path("update_norms.png"),
                                    {bs: np.concatenate(v) for bs, v in norms.items()})
     medians = {bs: np.array([np.median(v) for v in vs]) for bs, vs in norms.items()}
-    claim.check(stats.trend_test(*trend_arrays(medians), "decreasing"), label="median update norm",
+    claim.check(seed_trend(medians, "decreasing"), label="median update norm",
                 caveats=["after the same epochs a larger batch is less trained (a larger full-batch gradient), "
                          "which works against the claim",
                          f"each epoch's ragged last step ({n_train} mod bs examples) is left out for the batch "
@@ -190,24 +193,24 @@ def _nested_update_norms(model, X, y, batch_sizes, lr) -> list[float]:
     return [g.mean_batch_update_norm(grads, b, lr) for b in batch_sizes]
 
 
-@pytest.mark.claim("GEO-4")
+@pytest.mark.claim("GEO-4", check=True)
 def test_geo4_mean_update_norm_never_grows_when_batches_merge(claim, grids, setting, measure):
     """GEO-4: the triangle-inequality bound on real per-example gradients.
 
     Source 000/001: for per-example gradients a, b, (|a| + |b|)/2 >= |a + b|/2, equality only for
     a and b pointing the same way; so for n vectors the mean update shrinks as batches grow.
-    The property itself (any vectors, nested partitions, the equality case) is tested with
-    hypothesis in tests/test_geometry_updates.py; here it is measured on a trained model.
+    A `verified` check, outside Holm: the bound is a theorem for every set of vectors, so seeds add
+    no evidence and a p-value would be meaningless; the check can still fail, on a wrong gradient
+    or a wrong norm. The property for any vectors is tested with hypothesis in
+    tests/test_geometry_updates.py, and on these gradients by the next test.
     Setting: each seed's final weights of the smallest batch size in grid `budget` (a model
     trained as the sources train), the first 2^k training examples (k the largest with
     2^k <= min(n_train, 1024)), batch sizes 1, 2, 4, ..., 2^k as consecutive, nested blocks of
     those examples; mean_batch_update_norm at the setting's LR.
-    Verdict: a deterministic check, not a statistical test: the bound is a theorem for every set
-    of vectors, so seeds add no evidence and a p-value would be meaningless. Supported when, for
-    every seed, every merge leaves the mean update norm no larger (relative tolerance 1e-9, float64
-    rounding) and the update at the largest batch is strictly smaller than at batch 1 (real
-    gradients are not collinear); refuted otherwise. The report also gives how far the shrinkage
-    sits between the collinear bound (no shrinkage) and independent noise (1/sqrt(b)).
+    Verified when, for every seed, every merge leaves the mean update norm no larger (relative
+    tolerance 1e-9, float64 rounding) and the update at the largest batch is strictly smaller than
+    at batch 1 (real gradients are not collinear); failed otherwise. The report also gives how far
+    the shrinkage sits between the collinear bound (no shrinkage) and independent noise (1/sqrt(b)).
     """
     grid = grids(setting, "budget")
     runs = grid.by_batch()[min(grid.batch_sizes)]
@@ -228,7 +231,7 @@ def test_geo4_mean_update_norm_never_grows_when_batches_merge(claim, grids, sett
     rows = [[b, _mean_sd(norms[:, i]), f"{np.mean(norms[:, i] / norms[:, 0]):.3g}", f"{b ** -0.5:.3g}"]
             for i, b in enumerate(sizes)]
     claim.check(
-        Verdict.SUPPORTED if bound_holds and shrinks else Verdict.REFUTED,
+        Verdict.VERIFIED if bound_holds and shrinks else Verdict.FAILED,
         measured_text=(f"mean update norm at batch {n} / batch 1: {shrink.mean():.3g} (seeds {shrink.min():.3g}-"
                        f"{shrink.max():.3g}; collinear gradients would give 1, independent noise "
                        f"1/sqrt({n}) = {n ** -0.5:.3g}); largest relative change at a merge {growth.max():+.2g} "
@@ -241,6 +244,53 @@ def test_geo4_mean_update_norm_never_grows_when_batches_merge(claim, grids, sett
         seeds=list(grid.spec.seeds), configs=[grid.configs[(min(grid.batch_sizes), grid.lrs[0])].to_json()])
 
 
+@st.composite
+def _orderings_and_merges(draw, n: int):
+    """An ordering of n examples, a batch size b and a merge factor k with b * k <= n: batches of
+    b consecutive examples of that ordering, merged k at a time (a nested partition)."""
+    order = draw(st.permutations(range(n)))
+    b = draw(st.integers(1, n // 2))
+    k = draw(st.integers(2, n // b))
+    return np.array(order), b, k
+
+
+@pytest.mark.claim("GEO-4", check=True)
+def test_geo4_bound_holds_for_any_partition_of_real_gradients(claim, grids, setting):
+    """GEO-4 as a property of the trained runs' real per-example gradients (hypothesis).
+
+    For each seed's gradients (the smallest batch of grid `budget`, as the previous test, on the
+    first GEO4_PROPERTY_EXAMPLES training examples), hypothesis draws an ordering of the examples, a batch size b and a merge
+    factor k; merging k consecutive batches of b into one of b * k must not raise the mean
+    batch-update norm (both computed over the same b * k * floor(n / (b k)) leading examples, so
+    the merge compares like with like; relative tolerance 1e-9). `--hypothesis-profile thorough`
+    draws 1000 cases per seed instead of 50. A `verified` check: a counterexample fails it and
+    hypothesis prints the ordering and partition.
+    """
+    grid = grids(setting, "budget")
+    runs = grid.by_batch()[min(grid.batch_sizes)]
+    X, y = _data(grid)
+    n = min(len(y), GEO4_PROPERTY_EXAMPLES)
+    cases = []
+    for run in runs:  # one seed's gradients in memory at a time
+        seed_grads = g.per_example_grads(run.model(), X[:n], y[:n]).double()
+
+        @given(_orderings_and_merges(n))
+        @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        def merging_never_raises_the_mean_update(case):
+            order, b, k = case
+            used = seed_grads[torch.as_tensor(order[: (n // (b * k)) * b * k])]
+            before, after = g.mean_batch_update_norm(used, b), g.mean_batch_update_norm(used, b * k)
+            cases.append(1)
+            assert after <= before * (1 + GEO4_RELATIVE_TOLERANCE), (b, k, before, after)
+
+        merging_never_raises_the_mean_update()
+    claim.check(Verdict.VERIFIED, measured_text=f"{len(cases)} drawn orderings and nested partitions of "
+                                                f"{n} real per-example gradients over {len(runs)} seeds: "
+                                                "no merge raised the mean update norm",
+                method="hypothesis property check on the trained runs' per-example gradients", n_seeds=len(runs),
+                seeds=list(grid.spec.seeds))
+
+
 # -- GEO-5 -----------------------------------------------------------------------------------------
 
 def _rise_around(curve: np.ndarray, center: float) -> float:
@@ -249,7 +299,7 @@ def _rise_around(curve: np.ndarray, center: float) -> float:
     return float(np.mean(curve[near] - curve[GEO5_ALPHAS == center]))
 
 
-@pytest.mark.claim("GEO-5")
+@pytest.mark.claim("GEO-5", design=("paired", "minimizer_pairs"))
 def test_geo5_loss_rises_more_steeply_around_the_large_batch_minimizer(claim, grids, setting, measure):
     """GEO-5: along the line joining them, the loss rises more steeply around the large-batch minimizer.
 
@@ -297,7 +347,7 @@ def test_geo5_loss_rises_more_steeply_around_the_large_batch_minimizer(claim, gr
 
 # -- GEO-6 -----------------------------------------------------------------------------------------
 
-@pytest.mark.claim("GEO-6")
+@pytest.mark.claim("GEO-6", design=("trend", "minimizer"))
 @pytest.mark.parametrize("space", ["full", "subspace100"])
 @pytest.mark.parametrize("epsilon", [1e-3, 5e-4])
 def test_geo6_keskar_sharpness_rises_with_batch_size(claim, grids, setting, measure, epsilon, space):
@@ -323,7 +373,7 @@ def test_geo6_keskar_sharpness_rises_with_batch_size(claim, grids, setting, meas
         lambda: g.keskar_sharpness(r.model(), X, y, epsilon=epsilon, subspace_dim=subspace_dim, maxiter=10, seed=0)))
     figures.metric_vs_batch(claim.figure_path("sharpness.png"), values, ci=_cis(values),
                             ylabel=f"Keskar sharpness (eps {epsilon:g}, {space})", logy=True)
-    claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label=f"sharpness (eps {epsilon:g}, {space})",
+    claim.check(seed_trend(values, "increasing"), label=f"sharpness (eps {epsilon:g}, {space})",
                 caveats=[*minimizer_caveats(grid), "L-BFGS-B's maximum (10 iterations) is a lower bound of the "
                          "largest loss in the box"],
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())
@@ -342,7 +392,7 @@ def _surface(measure, run, X, y, xs):
     return np.array(measure(run, "loss_surface_2d", params, compute))
 
 
-@pytest.mark.claim("GEO-7")
+@pytest.mark.claim("GEO-7", design=("trend", "minimizer"))
 def test_geo7_filter_normalized_surface_is_steeper_for_larger_batches(claim, grids, setting, profile, measure):
     """GEO-7: filter-normalized 2-D loss surfaces change more steeply around large-batch minimizers.
 
@@ -380,7 +430,7 @@ def test_geo7_filter_normalized_surface_is_steeper_for_larger_batches(claim, gri
                               for bs in (small, large)})
     figures.metric_vs_batch(claim.figure_path("disc_rise.png"), values, ci=_cis(values),
                             ylabel=f"mean loss rise over the disc r = {GEO7_DISC_RADIUS:g}")
-    claim.check(stats.trend_test(*trend_arrays(values), "increasing"),
+    claim.check(seed_trend(values, "increasing"),
                 label=f"mean loss rise over the disc r = {GEO7_DISC_RADIUS:g} ({int(disc.sum())} grid points)",
                 caveats=[*minimizer_caveats(grid), "two random directions are a 2-D slice of the weight space; "
                          "filter normalization removes the per-neuron scale, not every reparametrization"],
@@ -389,7 +439,7 @@ def test_geo7_filter_normalized_surface_is_steeper_for_larger_batches(claim, gri
 
 # -- GEO-8 -----------------------------------------------------------------------------------------
 
-@pytest.mark.claim("GEO-8")
+@pytest.mark.claim("GEO-8", design=("trend", "minimizer"))
 def test_geo8_top_hessian_eigenvalue_rises_with_batch_size(claim, grids, setting, profile, measure):
     """GEO-8: larger batches find minimizers with a larger top Hessian eigenvalue.
 
@@ -412,7 +462,7 @@ def test_geo8_top_hessian_eigenvalue_rises_with_batch_size(claim, grids, setting
         lambda: g.hessian_top_eigenvalues(r.model(), X[:n], y[:n], k=1, tol=1e-4, seed=0)[0]))
     figures.metric_vs_batch(claim.figure_path("top_eigenvalue.png"), values, ci=_cis(values),
                             ylabel="top Hessian eigenvalue", logy=True)
-    claim.check(stats.trend_test(*trend_arrays(values), "increasing"), label="top Hessian eigenvalue",
+    claim.check(seed_trend(values, "increasing"), label="top Hessian eigenvalue",
                 caveats=[*minimizer_caveats(grid), "the top eigenvalue changes under reparametrizations that leave "
                          "the function unchanged (Dinh et al. 2017); X-3 checks an adaptive measure"],
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())

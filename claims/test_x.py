@@ -21,7 +21,7 @@ from lossscape.report.result import fmt
 from lossscape.stats import Verdict
 from lossscape.train import load_data
 
-from ._common import minimizer_caveats, per_batch, trend_arrays
+from ._common import minimizer_caveats, per_batch, seed_trend
 
 # X-1: McCandlish et al. report B_crit and B_simple agreeing to within an order of magnitude, not
 # more tightly; "predicts" therefore means |log10(B_crit / B_simple)| < 1. Fixed before any run.
@@ -116,16 +116,12 @@ def _steps_figures(claim, grid, steps, means, **fit):
     figures.steps_vs_batch(claim.figure_path("steps_vs_batch.png"), steps, **fit)
 
 
-def _log_slope(sizes: list[int], lo: int, hi: int):
-    """Log-log slope of steps between batch sizes lo and hi, from the groups in `sizes` order."""
-    i, j = sizes.index(lo), sizes.index(hi)
-
-    def slope(*groups, axis=-1):
-        return (np.mean(np.log(groups[j]), axis) - np.mean(np.log(groups[i]), axis)) / math.log(hi / lo)
-    return slope
+def _log_slope(steps: dict, lo: int, hi: int) -> np.ndarray:
+    """Per seed, the log-log slope of steps between batch sizes lo and hi."""
+    return (np.log(steps[hi]) - np.log(steps[lo])) / math.log(hi / lo)
 
 
-@pytest.mark.claim("X-2")
+@pytest.mark.claim("X-2", design=("paired", "lr_grid"))
 @pytest.mark.parametrize("part", ["perfect_scaling", "diminishing_returns"])
 def test_x2_steps_to_target_scale_perfectly_then_with_diminishing_returns(claim, grids, setting, profile, part):
     """X-2 (beyond the sources): steps to a target validation loss vs batch size show perfect
@@ -135,16 +131,17 @@ def test_x2_steps_to_target_scale_perfectly_then_with_diminishing_returns(claim,
     lr_grid's LRs (the one with the fewest mean steps to the target, every seed reaching it; see
     _tuned_steps). Fixed: SGD without momentum, model, data, the target (profile
     `params.x.target_val_loss`). Stop rule: early stopping on validation loss (grid `lr_grid`);
-    steps to the target are interpolated between epoch-end evaluations (_steps_to_target). Statistic: log-log slopes of steps vs batch size from
-    the mean log steps over seeds. A two-part rule fixed up front (two results, both required):
+    steps to the target are interpolated between epoch-end evaluations (_steps_to_target).
+    Statistic: per seed (a seed's runs share their initialization and data order at every batch
+    size), log-log slopes of steps vs batch size. A two-part rule fixed up front (two results,
+    both required), each an exact sign-flip test of the per-seed values (stats.threshold_test):
     - perfect_scaling: the slope between the two smallest batch sizes is below -0.5 (perfect
-      scaling is -1): bootstrap CI entirely below -0.5.
+      scaling is -1).
     - diminishing_returns: the slope between the two largest batch sizes exceeds the small-batch
-      slope: bootstrap CI of (large slope - small slope) entirely above 0.
+      slope: (large slope - small slope) > 0.
     The plateau is not tested: it needs more batch sizes beyond the critical one than the grid has.
     Caveats: the LR is tuned on the same seeds it is evaluated on, which favours every batch size
-    alike; few seeds per batch size make bootstrap CIs narrow (lossscape.stats); seeds are resampled
-    independently per batch size although a seed shares its initialization across them.
+    alike.
     """
     grid = grids(setting, "lr_grid")
     target = _target(profile, setting)
@@ -161,15 +158,14 @@ def test_x2_steps_to_target_scale_perfectly_then_with_diminishing_returns(claim,
         claim.check(Verdict.INCONCLUSIVE, measured_text=f"target {target:g} not reached at the tuned LR",
                     caveats=[f"runs that never reached the target: {', '.join(unreached)}", *caveats], **fields)
         return
+    slope_small, slope_large = _log_slope(steps, *small), _log_slope(steps, *large)
     if part == "perfect_scaling":
-        test = stats.threshold_test([steps[bs] for bs in small], _log_slope(list(small), *small),
-                                    X2_PERFECT_SCALING_SLOPE, "less", effect_name=f"log-log slope bs {small[0]}-{small[1]}")
+        test = stats.threshold_test(slope_small, X2_PERFECT_SCALING_SLOPE, "less",
+                                    effect_name=f"log-log slope bs {small[0]}-{small[1]}")
         claim.check(test, caveats=caveats, **fields)
         return
-    slope_small, slope_large = _log_slope(used, *small), _log_slope(used, *large)
-    test = stats.threshold_test([steps[bs] for bs in used],
-                                lambda *s, axis=-1: slope_large(*s, axis=axis) - slope_small(*s, axis=axis), 0.0,
-                                "greater", effect_name=f"slope bs {large[0]}-{large[1]} minus slope bs {small[0]}-{small[1]}")
+    test = stats.threshold_test(slope_large - slope_small, 0.0, "greater",
+                                effect_name=f"slope bs {large[0]}-{large[1]} minus slope bs {small[0]}-{small[1]}")
     claim.check(test, caveats=caveats, **fields)
 
 
@@ -194,7 +190,7 @@ def _critical_batch_size(batch_sizes, mean_steps):
     return b_crit, s_min, e_min
 
 
-@pytest.mark.claim("X-1")
+@pytest.mark.claim("X-1", design=("paired", "lr_grid"))
 def test_x1_gradient_noise_scale_predicts_the_critical_batch_size(claim, grids, setting, profile, store, measure):
     """X-1 (beyond the sources): the gradient noise scale B_simple = tr(Sigma) / |G|^2 predicts the
     critical batch size beyond which steps to a target stop halving (McCandlish et al. 2018,
@@ -210,9 +206,9 @@ def test_x1_gradient_noise_scale_predicts_the_critical_batch_size(claim, grids, 
     target, for each seed's smallest-batch run at its tuned LR (that run repeated to that epoch
     through the cache: same init and data order). McCandlish relate B_crit for a target to the
     noise scale at that target's loss. The table also gives B_simple at the initial weights.
-    Statistic: |log10(B_crit / mean B_simple)|; claimed below 1 (a factor of 10), bootstrap over
-    seeds (B_simple's seeds and each batch size's seeds resampled independently) for the CI and
-    the p-value (stats.threshold_test).
+    Statistic: per seed (its steps at every batch size fit its own B_crit; its own B_simple),
+    |log10(B_crit / B_simple)|; claimed below 1 (a factor of 10): exact sign-flip test of the
+    per-seed values against 1 (stats.threshold_test).
     Caveats: B_crit is extrapolated when it lies outside the grid's batch sizes; the epoch-end
     weights overshoot the target by up to one epoch of training; few seeds.
     """
@@ -246,13 +242,10 @@ def test_x1_gradient_noise_scale_predicts_the_critical_batch_size(claim, grids, 
     b_simple = np.array([noise_scale(r, "final") for r in at_target])
     b_simple_init = np.array([noise_scale(r, "initial") for r in at_target])
 
-    def log_ratio(noise, *groups, axis=-1):
-        b_crit = _critical_batch_size(sizes, np.stack([np.mean(s, axis) for s in groups], axis=-1))[0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.abs(np.log10(b_crit / np.mean(noise, axis)))
-
-    test = stats.threshold_test([b_simple, *(steps[bs] for bs in sizes)], log_ratio, X1_MAX_LOG10_RATIO, "less",
-                                effect_name="|log10(B_crit / B_simple)|")
+    per_seed_crit = _critical_batch_size(sizes, np.stack([steps[bs] for bs in sizes], axis=-1))[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.abs(np.log10(per_seed_crit / b_simple))
+    test = stats.threshold_test(log_ratio, X1_MAX_LOG10_RATIO, "less", effect_name="|log10(B_crit / B_simple)|")
     b_crit, s_min, e_min = (float(v) for v in _critical_batch_size(sizes, [np.mean(steps[bs]) for bs in sizes]))
     _steps_figures(claim, grid, steps, means, fit=(s_min, e_min),
                    marks={"B_crit": b_crit, "B_simple": float(np.mean(b_simple))})
@@ -268,7 +261,7 @@ def test_x1_gradient_noise_scale_predicts_the_critical_batch_size(claim, grids, 
                 caveats=caveats, **fields)
 
 
-@pytest.mark.claim("X-3")
+@pytest.mark.claim("X-3", design=("trend", "minimizer"))
 def test_x3_sharpness_rises_with_batch_size_under_adaptive_sharpness(claim, grids, setting, measure):
     """X-3 (beyond the sources): sharpness differences survive a reparametrization-aware measure
     (Dinh et al. 2017: rescaling a ReLU network's layers changes Keskar's sharpness, not the
@@ -301,6 +294,6 @@ def test_x3_sharpness_rises_with_batch_size_under_adaptive_sharpness(claim, grid
     tables = [{"title": "sharpness at the minimizers (mean over seeds)",
                "columns": ["batch size", f"adaptive, eps {X3_EPSILON:g}", f"Keskar, eps {X3_KESKAR_EPSILON:g}"],
                "rows": rows}]
-    claim.check(stats.trend_test(*trend_arrays(adaptive), "increasing"), label=f"adaptive sharpness (eps {X3_EPSILON:g})",
+    claim.check(seed_trend(adaptive, "increasing"), label=f"adaptive sharpness (eps {X3_EPSILON:g})",
                 tables=tables, caveats=minimizer_caveats(grid), seeds=list(grid.spec.seeds),
                 configs=grid.config_labels())

@@ -78,3 +78,11 @@ def training_throughput(cfg: RunConfig, batch_sizes, *, steps: int = 20, repeats
         raise ConfigError(f"batch_sizes: got {sorted(batch_sizes)}; allowed: 1..{n} (the {cfg.dataset} training set)")
     times = interleaved_step_times(cfg, batch_sizes, lambda bs: (bs, 0), steps=steps, repeats=repeats, warmup=warmup)
     return {bs: bs / t for bs, t in times.items()}
+
+
+def throughput_knee(values: dict[int, np.ndarray], share: float = 0.9) -> int:
+    """The smallest batch size whose median examples/s reaches `share` of the largest median: where
+    the device saturates (claims BS-6 and LR-7)."""
+    medians = {bs: float(np.median(v)) for bs, v in values.items()}
+    top = max(medians.values())
+    return min(bs for bs, m in medians.items() if m >= share * top)

@@ -59,7 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "claim(id): the CLAIMS.md ID a claim test checks")
+    config.addinivalue_line("markers", "claim(id, design=(kind, grid), check=False): the CLAIMS.md ID a claim "
+                                       "test checks; its statistical design; check=True for a `verified` check")
     state = _RunState((config.rootpath / config.getoption("--report-dir")).resolve(), config.getoption("--report-only"))
     config.stash[_STATE] = state
     if not hasattr(config, "workerinput"):
@@ -99,7 +100,27 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                                 "the IDs are in lossscape/report/claims.toml")
     for item, cid in claimed:
         item.user_properties.append((ID_KEY, cid))  # so even a skipped or crashed claim test reports its ID
-    session.config.stash[_STATE].m = max(1, len(claimed))
+    # `verified` checks (identities, our own schedules) are outside Holm: they test no hypothesis
+    session.config.stash[_STATE].m = max(1, sum(not _is_check(item) for item, _ in claimed))
+
+
+def holm_m(config: pytest.Config) -> int:
+    """The number of claim hypotheses selected in this run: the m of the test-time alpha/m."""
+    return config.stash[_STATE].m
+
+
+def claim_options(item: pytest.Item) -> dict:
+    """The claim marker's keyword options (design, check), a parametrization's own claim marker
+    overriding the function's: pytest lists a function's marks before its callspec's."""
+    options = {}
+    for marker in item.own_markers:
+        if marker.name == "claim":
+            options.update(marker.kwargs)
+    return options
+
+
+def _is_check(item: pytest.Item) -> bool:
+    return bool(claim_options(item).get("check"))
 
 
 @pytest.fixture
@@ -109,7 +130,8 @@ def claim(request: pytest.FixtureRequest):
     cid = _claim_id(request.node)
     if cid is None:
         pytest.fail("the claim fixture needs the test to be marked @pytest.mark.claim('ID')", pytrace=False)
-    recorder = ClaimRecorder(request.node, load_catalog().claims[cid], state.report_dir, state.m, state.report_only)
+    recorder = ClaimRecorder(request.node, load_catalog().claims[cid], state.report_dir, state.m, state.report_only,
+                             is_check=_is_check(request.node))
     yield recorder
     if recorder.result is None and not request.node.stash.get(_CALL_FAILED, True):
         pytest.fail(f"{cid}: the test ended without calling claim.check()", pytrace=False)

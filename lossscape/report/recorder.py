@@ -25,13 +25,15 @@ class ClaimRecorder:
     (or the run is --report-only).
     """
 
-    def __init__(self, item: pytest.Item, entry: Claim, report_dir: Path, m: int, report_only: bool):
+    def __init__(self, item: pytest.Item, entry: Claim, report_dir: Path, m: int, report_only: bool,
+                 is_check: bool = False):
         self.id = entry.id
         self.entry = entry
         self.params = item.callspec.id if hasattr(item, "callspec") else ""
         self.result: ClaimResult | None = None
         self._item, self._report_dir, self._m, self._report_only = item, report_dir, m, report_only
         self._figures: list[Path] = []
+        self._is_check = is_check
 
     def figure_path(self, name: str) -> Path:
         """Where to save a figure for this result; it is attached to the result if it exists at check()."""
@@ -45,8 +47,9 @@ class ClaimRecorder:
         if self.result is not None:
             raise RuntimeError(f"{self.id}: check() was already called; parametrize the test for more results "
                                "(each result is one hypothesis in the Holm family)")
+        test_alpha = fields.get("alpha", getattr(evidence, "alpha", 0.05)) / self._m
         if isinstance(evidence, TestResult):
-            result = ClaimResult.from_test(self.id, evidence, label=label, **fields)
+            result = ClaimResult.from_test(self.id, evidence, label=label, mde=evidence.mde(test_alpha), **fields)
         elif isinstance(evidence, Verdict):
             result = ClaimResult(id=self.id, verdict=evidence.value, **fields)
         else:
@@ -54,6 +57,8 @@ class ClaimRecorder:
         if result.id != self.id:
             raise ValueError(f"result for {result.id} recorded by a test marked {self.id}")
         test_alpha = result.alpha / self._m
+        if self._is_check != result.is_check:
+            raise ValueError(f"{self.id}: a test marked check=True records Verdict.VERIFIED or FAILED, and only it")
         # Holm's first step: a result supported at alpha/m is supported whatever the other p-values are
         test_verdict = result.judge(alpha=test_alpha).value if result.has_evidence else Verdict(result.verdict).value
         found = [p.relative_to(self._report_dir).as_posix() for p in self._figures if p.is_file()]
@@ -65,14 +70,15 @@ class ClaimRecorder:
         )
         self._item.user_properties.append((RESULT_KEY, result.to_json()))
         self.result = result
-        if test_verdict != Verdict.SUPPORTED.value and not self._report_only:
+        passed = Verdict.VERIFIED.value if result.is_check else Verdict.SUPPORTED.value
+        if test_verdict != passed and not self._report_only:
             pytest.fail(result.failure_message(), pytrace=False)
         return result
 
     @staticmethod
     def _floor_caveat(result: ClaimResult, test_alpha: float) -> list[str]:
         """Say so when the design (seeds per group) cannot produce a p-value small enough."""
-        min_p = result.details.get("min_p")
+        min_p = result.min_p
         if result.has_evidence and min_p is not None and min_p >= test_alpha:
             return [f"with these group sizes no data could give p < alpha/m = {fmt(test_alpha, 2)} "
                     f"(smallest attainable p = {fmt(min_p, 2)}); more seeds are needed for support at test time"]

@@ -58,7 +58,7 @@ def _summary_cells(entry: dict, r: ClaimResult | None) -> list[str]:
     if r is None:
         return [entry["id"], entry["claim"], source, entry.get("reported", ""), "", "", "", NOT_RUN]
     return [entry["id"], entry["claim"], source, entry.get("reported", ""), r.params, _measured(r),
-            fmt(r.p_adjusted, 2), r.verdict]
+            fmt(r.p_adjusted, 2), r.verdict_text()]
 
 
 def _counts(doc: dict) -> str:
@@ -83,8 +83,10 @@ def _detail_lines(entry: dict, r: ClaimResult) -> list[tuple[str, str]]:
              ("Test", entry.get("test", "")), ("Claimed", r.claimed()), ("Measured", _measured(r)),
              ("Method", r.method),
              ("Statistic", f"{stat.get('name', '')} = {fmt(stat.get('value'))}" if stat else ""),
-             ("p", f"{fmt(r.p_value, 2)} (Holm {fmt(r.p_adjusted, 2)}; at test time needed < {fmt(r.test_alpha, 2)})"
+             ("p", f"{fmt(r.p_value, 2)} (Holm {fmt(r.p_adjusted, 2)}; at test time needed < {fmt(r.test_alpha, 2)}); "
+                   f"opposite side {fmt(r.p_opposite, 2)} (Holm {fmt(r.p_opposite_adjusted, 2)})"
               if r.p_value is not None else ""),
+             ("Power", r.power_text()),
              ("Seeds", f"{r.n_seeds} per group" + (f" ({', '.join(map(str, r.seeds))})" if r.seeds else "")
               if r.n_seeds else ""),
              ("Configurations", "; ".join(c if isinstance(c, str) else json.dumps(c, sort_keys=True)
@@ -130,7 +132,7 @@ table { border-collapse: collapse; margin: 0.8em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: left; }
 th { background: #f3f3f3; }
 .v { font-weight: 600; white-space: nowrap; }
-.supported { color: #1a7f37; } .refuted { color: #c0392b; } .inconclusive { color: #b7791f; }
+.supported { color: #1a7f37; } .refuted { color: #c0392b; } .inconclusive { color: #b7791f; } .verified { color: #1a7f37; } .failed { color: #c0392b; }
 .error, .skipped, .not-run { color: #777; }
 section { border-top: 1px solid #ddd; margin-top: 1.5em; }
 img { max-width: 100%; display: block; margin: 0.5em 0; }
@@ -147,7 +149,7 @@ def _html_table(columns, rows, verdict_col=None) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = []
     for row in rows:
-        cells = [f'<td class="v {_e(v.replace(" ", "-"))}">{_e(v)}</td>' if i == verdict_col else f"<td>{_e(v)}</td>"
+        cells = [f'<td class="v {_e(v.split(" (")[0].replace(" ", "-"))}">{_e(v)}</td>' if i == verdict_col else f"<td>{_e(v)}</td>"
                  for i, v in enumerate(row)]
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

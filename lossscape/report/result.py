@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from lossscape.stats import DECREASING, EQUIVALENT, INCREASING, TestResult, Verdict, decide, holm
+from lossscape.stats import DECREASING, EQUIVALENT, INCREASING, TestResult, Verdict, decide, holm, lean
 
-SCHEMA = 1
+SCHEMA = 2  # 2: p_opposite (refuted needs its own test), min_p, mde, lean, verified checks
 # Rows without statistical evidence: the test raised, was skipped, or never ran in this session.
 ERROR, SKIPPED, NOT_RUN = "error", "skipped", "not run"
 
@@ -39,6 +39,10 @@ class ClaimResult:
     ci_level: float | None = None
     p_value: float | None = None
     p_adjusted: float | None = None        # Holm over this run's p-values, set at session end
+    p_opposite: float | None = None        # one-sided p of the opposite claim: what "refuted" needs
+    p_opposite_adjusted: float | None = None  # Holm over this run's opposite p-values
+    min_p: float | None = None             # smallest p the design could give
+    mde: float | None = None               # minimum detectable effect at n and the test's alpha (power 0.8)
     alpha: float = 0.05
     null_effect: float | None = None       # with direction and margin: the claimed region
     direction: str | None = None
@@ -69,7 +73,8 @@ class ClaimResult:
             effect_name=test.effect_name, effect=test.effect, ci=[test.ci_low, test.ci_high],
             ci_level=test.ci_level, p_value=test.p_value, alpha=test.alpha, null_effect=test.null_effect,
             direction=test.direction, margin=test.margin, n_seeds=min(test.n), method=test.method,
-            details={"n": list(test.n), **test.details},
+            p_opposite=test.p_opposite, min_p=test.min_p,
+            details={"n": list(test.n), "se": test.se, "df": test.df, "scale": test.scale, **test.details},
         )
         # a caller's details add to the test's own (min_p among them), never replace them
         extra_details = extra.pop("details", {})
@@ -80,11 +85,23 @@ class ClaimResult:
         """True when the verdict follows from a p-value and a CI (not a stub, not a direct check)."""
         return self.p_value is not None and self.direction is not None
 
-    def judge(self, *, alpha: float | None = None, p: float | None = None) -> Verdict:
+    @property
+    def is_check(self) -> bool:
+        """A `verified` check of an identity or of our own code: shown apart, outside Holm."""
+        return self.verdict in (Verdict.VERIFIED.value, Verdict.FAILED.value)
+
+    def judge(self, *, alpha: float | None = None, p: float | None = None, p_opposite: float | None = None) -> Verdict:
         return decide(effect=self.effect, ci_low=self.ci[0] if self.ci else None,
                       ci_high=self.ci[1] if self.ci else None, p_value=self.p_value if p is None else p,
+                      p_opposite=self.p_opposite if p_opposite is None else p_opposite,
                       alpha=self.alpha if alpha is None else alpha, null_effect=self.null_effect,
                       direction=self.direction, margin=self.margin)
+
+    def lean(self) -> str:
+        """For an inconclusive result with evidence: the side its effect estimate falls on."""
+        if self.verdict != Verdict.INCONCLUSIVE.value or not self.has_evidence:
+            return ""
+        return lean(self.effect, self.null_effect, self.direction, self.margin)
 
     def label(self) -> str:
         return f"{self.id}[{self.params}]" if self.params else self.id
@@ -99,10 +116,28 @@ class ClaimResult:
             return f"|{self.effect_name} - {fmt(self.null_effect)}| < {fmt(self.margin)}"
         return ""
 
+    def verdict_text(self) -> str:
+        """The verdict with the side an inconclusive result leans to: "inconclusive (leans refuted)"."""
+        side = self.lean()
+        return f"{self.verdict} (leans {side})" if side else self.verdict
+
+    def power_text(self) -> str:
+        """What this n could have detected: the minimum detectable effect at the test's alpha."""
+        if not self.has_evidence or self.mde is None:
+            return ""
+        if not math.isfinite(self.mde):
+            return (f"no {self.effect_name} could reach p < {fmt(self.test_alpha, 2)} with these seeds "
+                    f"(smallest attainable p = {fmt(self.min_p, 2)})")
+        what = (f"equivalence within +-{fmt(self.mde)}" if self.direction == EQUIVALENT
+                else f"{self.effect_name} {'>' if self.direction in INCREASING else '<'} {fmt(self.mde)}")
+        return f"this n detects {what} with 80% power at alpha {fmt(self.test_alpha, 2)} (normal approximation)"
+
     def failure_message(self) -> str:
         text = f"{self.label()}: {self.test_verdict} -- {self.measured_text}"
         if self.has_evidence:
             text += f"; claimed {self.claimed()}; p = {fmt(self.p_value)}, needs < alpha/m = {fmt(self.test_alpha)}"
+            if self.test_verdict == Verdict.INCONCLUSIVE.value and self.power_text():
+                text += f"; {self.power_text()}"
         return text
 
     def to_dict(self) -> dict:
@@ -115,6 +150,10 @@ class ClaimResult:
     def from_dict(cls, d: dict) -> "ClaimResult":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _num(x) -> float:
+    return math.nan if x is None else float(x)
 
 
 def _plain(x):
@@ -134,14 +173,18 @@ def apply_holm(results: list[ClaimResult]) -> list[ClaimResult]:
     """Holm-adjust the p-values of the results that have them; return results with final verdicts.
 
     The test-time rule used alpha/m (Holm's strictest step), so Holm can only confirm a supported
-    verdict or upgrade one the test rejected; an upgrade is written into `verdict_note`.
+    verdict or upgrade one the test rejected; an upgrade is written into `verdict_note`. "refuted"
+    is judged the same way: its opposite one-sided p-values form their own Holm family, so false
+    refutations are bounded by alpha over the run as false support is.
     """
     tested = [i for i, r in enumerate(results) if r.has_evidence]
     adjusted = holm([results[i].p_value for i in tested])
+    opposite = holm([_num(results[i].p_opposite) for i in tested])
     out = list(results)
-    for i, q in zip(tested, adjusted):
-        r = replace(results[i], p_adjusted=float(q))
-        r.verdict = r.judge(p=float(q)).value
+    for i, q, q_opp in zip(tested, adjusted, opposite):
+        q_opp = None if math.isnan(q_opp) else float(q_opp)
+        r = replace(results[i], p_adjusted=float(q), p_opposite_adjusted=q_opp)
+        r.verdict = r.judge(p=float(q), p_opposite=q_opp).value
         if r.test_verdict and r.verdict != r.test_verdict:
             r.verdict_note = (f"Holm over this run's {len(tested)} p-values gives {r.verdict}; the test itself "
                               f"used the stricter p < alpha/m = {fmt(r.test_alpha)} and reported {r.test_verdict}.")
