@@ -429,3 +429,68 @@ def test_concurrent_callers_train_a_key_once_D13a(tmp_path, monkeypatch):
 def test_empty_cache_variable_means_unset_D24(monkeypatch):
     monkeypatch.setenv("LOSSSCAPE_CACHE", "")
     assert RunStore().root == cache_mod.Path("cache")
+
+
+# -- stale runs: the data's identity is part of the key ----------------------------------------
+
+def _keys(cfg):
+    """The key a fresh store gives cfg (a store fingerprints the data once, then keeps it)."""
+    return RunStore("unused").key(cfg)
+
+
+def test_new_release_of_a_data_generator_changes_the_key_stale_runs(monkeypatch):
+    import importlib.metadata
+    before = _keys(CFG)
+    assert _keys(CFG) == before  # nothing changed: same key
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda pkg: "99.0" if pkg == "mnist1d" else real(pkg))
+    assert _keys(CFG) != before
+    digits = CFG.replace(dataset="digits", n_samples=None, model="mlp")
+    assert _keys(digits) == _keys(digits) != _keys(CFG)
+
+
+def _image(path, colour):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), colour).save(path)
+
+
+def test_cats_vs_dogs_folder_is_part_of_the_key_stale_runs(tmp_path, monkeypatch):
+    import shutil
+    cfg = CFG.replace(dataset="cats_vs_dogs", n_samples=None)
+    data = tmp_path / "data"
+    for i in range(3):
+        _image(data / f"cat.{i}.png", (200, 10 * i, 0))
+        _image(data / f"dog.{i}.png", (0, 10 * i, 200))
+    monkeypatch.setenv("LOSSSCAPE_DATA", str(data))
+    before = _keys(cfg)
+    assert _keys(cfg) == before
+    shutil.copytree(data, tmp_path / "copy")  # same names, sizes and times elsewhere: the same data
+    monkeypatch.setenv("LOSSSCAPE_DATA", str(tmp_path / "copy"))
+    assert _keys(cfg) == before
+    _image(tmp_path / "copy" / "dog.3.png", (0, 0, 0))  # n_samples=None: every image found is used
+    assert _keys(cfg) != before
+    other = tmp_path / "other"
+    for i in range(3):
+        _image(other / "cat" / f"{i}.png", (10 * i, 200, 0))
+        _image(other / "dog" / f"{i}.png", (10 * i, 0, 200))
+    monkeypatch.setenv("LOSSSCAPE_DATA", str(other))
+    assert _keys(cfg) != before
+
+
+def test_mnist_files_contents_are_part_of_the_key_stale_runs(tmp_path, monkeypatch):
+    import shutil
+    cfg = CFG.replace(dataset="mnist", n_samples=None, model="mlp")
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    for name in names:
+        (tmp_path / "a" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "a" / name).write_bytes(name.encode() * 10)
+    monkeypatch.setenv("LOSSSCAPE_DATA", str(tmp_path / "a"))
+    before = _keys(cfg)
+    shutil.copytree(tmp_path / "a", tmp_path / "b", copy_function=shutil.copyfile)  # new mtimes, same bytes
+    monkeypatch.setenv("LOSSSCAPE_DATA", str(tmp_path / "b"))
+    assert _keys(cfg) == before
+    labels = tmp_path / "b" / names[1]
+    labels.write_bytes(labels.read_bytes()[::-1])  # same size, other contents
+    os.utime(labels, ns=(1, 1))  # a file system with coarse times may not have moved the mtime
+    assert _keys(cfg) != before
