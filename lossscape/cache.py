@@ -175,7 +175,7 @@ class RunStore:
             warnings.warn(f"the run {run.config.to_json()} could not be stored in {self.root} ({_reason(exc)}); "
                           "it is used but not cached", stacklevel=3)
 
-    def check_writable(self, key: str) -> None:
+    def _check_writable(self, key: str) -> None:
         """Raise CacheError unless an entry for `key` can be created: checked before training, so
         that a cache that cannot take the run fails in a second, not after the run."""
         try:
@@ -237,7 +237,7 @@ class RunStore:
             self.hits += sum(found[c] is not None for c in cfgs)
             self.misses += sum(found[c] is None for c in cfgs)
             if missing:
-                self.check_writable(keys[missing[0]])
+                self._check_writable(keys[missing[0]])
                 for c, run in zip(missing, make(missing)):
                     self._keep(run)
                     found[c] = run

@@ -314,6 +314,16 @@ def test_unwritable_working_directory_fails_before_training_D9(tmp_path, monkeyp
         RunStore().get_or_train(CFG)
 
 
+def test_cli_refuses_an_unusable_cache_in_one_line_D9(tmp_path, capsys, monkeypatch):
+    from lossscape.cli import main
+    (tmp_path / "cache").write_text("a file")
+    _forbid_training(monkeypatch)
+    assert main(["run", "--dataset", "mnist1d", "--n-samples", "500", "--model", "mlp", "--width", "16",
+                 "--epochs", "2", "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lossscape run: error: cache folder ") and "is a file" in err[0]
+
+
 def test_run_whose_write_fails_is_returned_with_a_warning_D9(tmp_path, counted, monkeypatch):
     def disk_full(tensors, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
