@@ -169,10 +169,11 @@ class RunStore:
 
     def _keep(self, run: Run) -> None:
         """Store a freshly trained run; a failed write costs the cache entry, not the result."""
+        key = self.key(run.config)
         try:
-            self._write(run, self.key(run.config))
+            self._write(run, key)
         except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
-            warnings.warn(f"the run {run.config.to_json()} could not be stored in {self.root} ({_reason(exc)}); "
+            warnings.warn(f"run {self.root / key} (seed {run.config.seed}) could not be stored ({_reason(exc)}); "
                           "it is used but not cached", stacklevel=3)
 
     def _check_writable(self, key: str) -> None:
