@@ -410,11 +410,12 @@ def test_concurrent_callers_train_a_key_once_D13a(tmp_path, monkeypatch):
     """Two workers (threads here: flock locks open files, so threads exclude each other as processes
     do) ask for the same run; the first trains, holding the key, the second waits and loads."""
     trained = cache_mod.train(CFG)
-    calls, second_looked = [], threading.Event()
+    calls, first_trains, second_looked = [], threading.Event(), threading.Event()
     real_load = RunStore.load
 
     def slow_train(cfg, progress=None):
         calls.append(cfg.seed)
+        first_trains.set()
         second_looked.wait(timeout=2)  # without the lock, the second worker finds nothing and trains too
         return trained
 
@@ -428,8 +429,7 @@ def test_concurrent_callers_train_a_key_once_D13a(tmp_path, monkeypatch):
     workers = [threading.Thread(target=lambda n=n: runs.update({n: RunStore(tmp_path).get_or_train(CFG)}), name=n)
                for n in ("first", "second")]
     workers[0].start()
-    while not calls:
-        time.sleep(0.01)
+    assert first_trains.wait(timeout=60)
     workers[1].start()
     for w in workers:
         w.join()
