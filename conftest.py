@@ -19,7 +19,7 @@ import torch
 from hypothesis import settings
 
 from lossscape import stats
-from lossscape.cache import RunStore, default_root
+from lossscape.cache import CacheError, RunStore, default_root
 from lossscape.profiles import PROFILES, load_profile
 
 pytest_plugins = ["lossscape.report.plugin"]
@@ -182,10 +182,16 @@ def grids(profile, store, pytestconfig, request):
             t0 = time.perf_counter()
             label = f"lossscape: {setting.id}/{name} bs={k[0]} lr={k[1]:g}"
             progress = progress_for(label, cfg.epochs)
-            if spec.population:
-                runs[k] = store.get_or_train_population(cfg, spec.seeds, progress=progress)
-            else:
-                runs[k] = [store.get_or_train(cfg.replace(seed=s), progress=progress) for s in spec.seeds]
+            # The store locks each run's key: an xdist worker asking for a cell another worker is
+            # training waits for it and loads it. A cache that cannot take the runs fails here, in one
+            # line and before anything trains.
+            try:
+                if spec.population:
+                    runs[k] = store.get_or_train_population(cfg, spec.seeds, progress=progress)
+                else:
+                    runs[k] = [store.get_or_train(cfg.replace(seed=s), progress=progress) for s in spec.seeds]
+            except CacheError as exc:
+                pytest.fail(str(exc), pytrace=False)
             trained = len(spec.seeds) - (store.hits - hits)
             if trained:
                 say(f"{chr(13) if live else ''}{label}: trained {trained} of {len(spec.seeds)} seeds "

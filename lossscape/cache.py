@@ -1,35 +1,71 @@
-"""Content-addressed run store: cache/<key>/{run.json, tensors.safetensors}.
+"""Content-addressed run store: cache/<key>/{run.json, tensors.safetensors, manifest.json}.
 
-The key hashes the canonical config (seed and world size included), the torch version, the device
-type and the source of the modules that decide what training computes. Report and geometry code
-are left out of that hash on purpose: editing a figure must not retrain every run.
+The key hashes the canonical config (seed and world size included), a fingerprint of the dataset
+(lossscape.data.fingerprint), the torch version, the device type, the source of the modules that
+decide what training computes, and CACHE_FORMAT. Report and geometry code are left out of that hash
+on purpose: editing a figure must not retrain every run.
 
-An entry is written to a temporary folder and renamed into place, so a killed run leaves no entry;
-run.json records the sha256 of the tensor file, so a truncated or altered entry fails to load, is
-reported with a warning, and is recomputed.
+The store never serves a wrong run and never loses one:
+- an entry is written to a temporary folder and renamed into place, so a killed run leaves no entry;
+  `.tmp-*` folders that killed writers leave behind are removed once they are STALE_TMP_S old and
+  their key is not locked;
+- manifest.json holds the entry's key and the sha256 of every other file, run.json included, and
+  run.json's config must equal the one asked for: an entry that fails either check is damaged. A
+  damaged entry is moved aside to `.damaged-<key>-<random>`, with a warning, and recomputed; it is
+  never deleted. An entry that cannot be read (a PermissionError in a shared cache) is left as it
+  is: the run is recomputed and kept in memory, not written over the other entry;
+- new files and folders get the cache folder's group permission bits, so a group-shared cache
+  stays readable by the whole group whatever each user's umask;
+- whether the cache can take a new entry is checked before training, with a one-line CacheError;
+  a trained run whose write fails anyway is returned, with a warning;
+- each key has a lock (flock on `.locks/<key>`), held while its run is looked up, trained and
+  stored, so concurrent processes (pytest-xdist workers) train a key once: the second waits, then
+  loads.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
+import threading
+import time
+import uuid
 import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import RunConfig
+from .data import fingerprint
 from .train import Run, train, train_population
 
-FORMAT = 1
+# The entry layout and what the key covers. Changing either changes every key: old entries are then
+# simply not found, and `.damaged-*` / old key folders can be deleted by hand.
+# 2: manifest.json with every file's checksum; the dataset fingerprint in the key.
+CACHE_FORMAT = 2
 # The modules whose code changes what a run computes.
 _TRAINING_SOURCES = ("config.py", "data.py", "models.py", "schedules.py", "freezeout.py", "train.py", "parallel.py")
-_ENTRY_FILES = ("run.json", "tensors.safetensors")
+_MANIFEST = "manifest.json"
+_CHECKED_FILES = ("run.json", "tensors.safetensors")
+# A writer renames its temporary folder within seconds of creating it; one an hour old is a killed writer's.
+STALE_TMP_S = 3600
+
+
+class CacheError(OSError):
+    """The cache cannot take a new run; raised before training, the message is one line."""
+
+
+class _Damaged(Exception):
+    """An entry that is not the run its key names: corrupt, incomplete, edited or foreign."""
 
 
 @lru_cache(maxsize=None)
@@ -45,19 +81,31 @@ def source_hash(kind: str = "training") -> str:
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("LOSSSCAPE_CACHE", "cache"))
+    # An empty variable means unset (as for LOSSSCAPE_DATA), not the current directory.
+    return Path(os.environ.get("LOSSSCAPE_CACHE") or "cache")
+
+
+# The locks this thread holds, by lock file: get_or_train holds a key's lock across load and save,
+# and a second flock on the same file from the same thread would wait on itself.
+_held = threading.local()
 
 
 class RunStore:
-    def __init__(self, root: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_root()
-        self.data_dir = data_dir
         self.hits = self.misses = 0
+        # The data is fingerprinted once per store: listing 25,000 images per key would dominate lookups.
+        self._fingerprints: dict[str, str] = {}
+        self._swept = False
 
     def key(self, cfg: RunConfig) -> str:
+        """The entry's name. The dataset fingerprint follows LOSSSCAPE_DATA, the folder training reads."""
+        if cfg.dataset not in self._fingerprints:
+            self._fingerprints[cfg.dataset] = fingerprint(cfg.dataset)
         device = "cuda" if cfg.device == "cuda" else "cpu"
         blob = json.dumps({"config": json.loads(cfg.to_json()), "torch": torch.__version__.split("+")[0],
-                           "device": device, "source": source_hash(), "format": FORMAT}, sort_keys=True)
+                           "device": device, "source": source_hash(), "format": CACHE_FORMAT,
+                           "data": self._fingerprints[cfg.dataset]}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def path(self, cfg: RunConfig) -> Path:
@@ -65,32 +113,81 @@ class RunStore:
 
     # -- read ------------------------------------------------------------------------------
     def load(self, cfg: RunConfig) -> Run | None:
-        path = self.path(cfg)
-        if not path.exists():
+        """The stored run of cfg, or None: absent, damaged (moved aside), or unreadable (left alone)."""
+        key = self.key(cfg)
+        path = self.root / key
+        if not os.path.lexists(path):
             return None
+        with self._locked([key]):
+            try:
+                return _read_entry(path, key, cfg)
+            except _Damaged as exc:
+                self._set_aside(path, exc)
+            except OSError as exc:  # not damage (a private file in a shared cache, an I/O error): keep it
+                warnings.warn(f"cache entry {path} cannot be read ({_reason(exc)}); recomputing, and leaving "
+                              "the entry as it is", stacklevel=2)
+            return None
+
+    def _set_aside(self, path: Path, why: _Damaged) -> None:
+        aside = path.with_name(f".damaged-{path.name}-{uuid.uuid4().hex[:8]}")
         try:
-            return _read_entry(path)
-        except Exception as exc:  # any damage means: recompute, and say so
-            warnings.warn(f"cache entry {path} is unreadable ({type(exc).__name__}: {exc}); recomputing", stacklevel=2)
-            _discard(path)
-            return None
+            path.rename(aside)
+        except OSError as exc:  # e.g. a read-only cache: the entry stays, this process recomputes
+            warnings.warn(f"cache entry {path} is damaged ({why}) and could not be moved aside "
+                          f"({_reason(exc)}); recomputing", stacklevel=3)
+        else:
+            warnings.warn(f"cache entry {path} is damaged ({why}); moved to {aside.name}; recomputing",
+                          stacklevel=3)
 
     # -- write -----------------------------------------------------------------------------
     def save(self, run: Run) -> Path:
-        dest = self.path(run.config)
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=self.root))
+        key = self.key(run.config)
+        with self._locked([key]):
+            return self._write(run, key)
+
+    def _write(self, run: Run, key: str) -> Path:
+        dest = self.root / key
+        self._makedirs(self.root)
+        self._sweep_stale_tmp()
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
         try:
-            tmp.chmod(0o777 & ~_umask())  # mkdtemp's folder is private; a cache may be shared like any folder
-            _write_entry(run, tmp)
+            file_mode, dir_mode = self._modes()
+            tmp.chmod(dir_mode)  # mkdtemp's folder is private
+            _write_entry(run, key, tmp, file_mode)
             try:
                 os.rename(tmp, dest)
-            except OSError:  # another process stored the same run first: theirs is as good
+            except OSError:
+                if not os.path.lexists(dest):
+                    raise
+                # an entry is there already: another process's (as good), or one this process could not
+                # read, which is not ours to replace
                 shutil.rmtree(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return dest
+
+    def _keep(self, run: Run) -> None:
+        """Store a freshly trained run; a failed write costs the cache entry, not the result."""
+        key = self.key(run.config)
+        try:
+            self._write(run, key)
+        except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+            warnings.warn(f"run {self.root / key} (seed {run.config.seed}) could not be stored ({_reason(exc)}); "
+                          "it is used but not cached", stacklevel=3)
+
+    def _check_writable(self, key: str) -> None:
+        """Raise CacheError unless an entry for `key` can be created: checked before training, so
+        that a cache that cannot take the run fails in a second, not after the run."""
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise NotADirectoryError(f"{self.root} is a file")
+            self._makedirs(self.root)
+            # The probe is named like a writer's temporary folder: if it is left behind, it is swept.
+            os.rmdir(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
+        except OSError as exc:
+            raise CacheError(f"cache folder {self.root.absolute()} cannot take new runs ({_reason(exc)}); "
+                             "allowed: a folder this user can write, given by --cache-dir or LOSSSCAPE_CACHE") from None
 
     def memo(self, cfg: RunConfig, name: str, params: dict, compute):
         """A JSON-able measurement of a cached run (a sharpness, an eigenvalue), computed once.
@@ -106,43 +203,141 @@ class RunStore:
             except (ValueError, KeyError) as exc:
                 warnings.warn(f"measurement {path} is unreadable ({exc}); recomputing", stacklevel=2)
         value = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._makedirs(path.parent)
+        _remove_stale(path.parent.glob(".tmp-*"), os.unlink)  # a killed memo writer's file
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump({"name": name, "params": params, "value": value}, f)
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, self._modes()[0])
             os.replace(tmp, path)
         except BaseException:  # e.g. a value JSON cannot hold: no stray temporary file
             os.unlink(tmp)
             raise
         return value
 
+    # -- train when missing ----------------------------------------------------------------
     def get_or_train(self, cfg: RunConfig, progress=None) -> Run:
-        run = self.load(cfg)
-        if run is not None:
-            self.hits += 1
-            return run
-        self.misses += 1
-        run = train(cfg, progress=progress)
-        self.save(run)
-        return run
+        return self._get_or_make([cfg], lambda missing: [train(missing[0], progress=progress)])[0]
 
     def get_or_train_population(self, cfg: RunConfig, seeds, progress=None) -> list[Run]:
         """Cached members come from the store; the missing ones train together as one population."""
-        seeds = [int(s) for s in seeds]
-        found = {s: self.load(cfg.replace(seed=s)) for s in seeds}
-        missing = [s for s, r in found.items() if r is None]
-        self.hits += len(seeds) - len(missing)
-        self.misses += len(missing)
-        if missing:
-            for run in train_population(cfg, missing, progress=progress):
-                self.save(run)
-                found[run.config.seed] = run
-        return [found[s] for s in seeds]
+        return self._get_or_make([cfg.replace(seed=int(s)) for s in seeds],
+                                 lambda missing: train_population(cfg, [c.seed for c in missing], progress=progress))
+
+    def _get_or_make(self, cfgs: list[RunConfig], make) -> list[Run]:
+        """The runs of cfgs: loaded where stored, else made by make(missing cfgs) and stored.
+
+        The keys' locks are held throughout, so a second process asking for the same runs waits
+        and then loads them instead of training them again.
+        """
+        keys = {c: self.key(c) for c in cfgs}
+        with self._locked(keys.values()):
+            found = {c: self.load(c) for c in dict.fromkeys(cfgs)}
+            missing = [c for c, run in found.items() if run is None]
+            self.hits += sum(found[c] is not None for c in cfgs)
+            self.misses += sum(found[c] is None for c in cfgs)
+            if missing:
+                self._check_writable(keys[missing[0]])
+                for c, run in zip(missing, make(missing)):
+                    self._keep(run)
+                    found[c] = run
+        return [found[c] for c in cfgs]
+
+    # -- locks, modes, temporary folders ---------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self, keys):
+        """Hold every key's lock, taken in sorted order so that two processes never wait on each
+        other crosswise. A cache where no lock file can be made (read-only) is read unlocked: no
+        writer of this store can be writing it either."""
+        held = _held.__dict__.setdefault("paths", set())
+        with contextlib.ExitStack() as stack:
+            for key in sorted(set(keys)):
+                lock = os.path.abspath(self.root / ".locks" / key)
+                if lock in held:
+                    continue
+                fd = self._open_lock(Path(lock))
+                if fd is None:
+                    continue
+                stack.callback(os.close, fd)  # closing releases the lock
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:  # a file system without locks: read and write unlocked, as before locks
+                    continue
+                held.add(lock)
+                stack.callback(held.discard, lock)
+            yield
+
+    def _open_lock(self, path: Path) -> int | None:
+        try:
+            self._makedirs(path.parent)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+                os.fchmod(fd, self._modes()[0])  # other users of a shared cache open it too
+                return fd
+            except FileExistsError:
+                pass
+            try:
+                return os.open(path, os.O_RDWR)  # NFS emulates flock with fcntl locks, which need write access
+            except PermissionError:
+                return os.open(path, os.O_RDONLY)  # a local flock needs none
+        except OSError:
+            return None
+
+    def _modes(self) -> tuple[int, int]:
+        """(file mode, folder mode) for new files and folders: what the umask allows, plus the cache
+        folder's group bits (and its setgid bit, which a chmod would otherwise clear), so that a
+        group-shared cache stays readable by the group. safetensors alone writes 0600."""
+        umask = os.umask(0)
+        os.umask(umask)
+        root_mode = self.root.stat().st_mode
+        group = root_mode & 0o070
+        return (0o666 & ~umask) | (group & 0o066), (0o777 & ~umask) | group | (root_mode & stat.S_ISGID)
+
+    def _makedirs(self, folder: Path) -> None:
+        """mkdir -p; folders made below the cache folder get its shared modes."""
+        if folder.is_dir():
+            return
+        if folder != self.root:
+            self._makedirs(folder.parent)
+        try:
+            folder.mkdir(parents=folder == self.root)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            return  # made meanwhile by another process
+        if folder != self.root:
+            folder.chmod(self._modes()[1])
+
+    def _sweep_stale_tmp(self) -> None:
+        """Remove, once per store, the temporary folders of writers killed before their rename."""
+        if self._swept:
+            return
+        self._swept = True
+
+        def remove_unlocked(folder: Path):
+            key = folder.name[len(".tmp-"):].split("-")[0]
+            lock = self._open_lock(self.root / ".locks" / key)
+            if lock is None:
+                return
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a writer holds the key
+                shutil.rmtree(folder)
+            finally:
+                os.close(lock)
+        _remove_stale(self.root.glob(".tmp-*"), remove_unlocked)
 
 
-def _write_entry(run: Run, folder: Path) -> None:
+def _remove_stale(paths, remove) -> None:
+    """remove(path) for each path last modified more than STALE_TMP_S ago; failures are left for later."""
+    cutoff = time.time() - STALE_TMP_S
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                remove(path)
+
+
+def _write_entry(run: Run, key: str, folder: Path, file_mode: int) -> None:
     tensors = {f"initial/{k}": v.contiguous() for k, v in run.initial_state.items()}
     tensors.update({f"final/{k}": v.contiguous() for k, v in run.final_state.items()})
     for i, snap in enumerate(run.snapshots):
@@ -150,50 +345,56 @@ def _write_entry(run: Run, folder: Path) -> None:
     tensors["update_norms"] = torch.from_numpy(np.ascontiguousarray(run.update_norms, dtype=np.float64))
     save_file(tensors, folder / "tensors.safetensors")
     meta = {
-        "format": FORMAT, "config": run.config.to_dict(), "history": run.history, "stop_reason": run.stop_reason,
+        "key": key, "config": run.config.to_dict(), "history": run.history, "stop_reason": run.stop_reason,
         "total_time_s": run.total_time_s, "device": run.device, "input_shape": list(run.input_shape),
         "n_classes": run.n_classes, "n_snapshots": len(run.snapshots), "snapshot_steps": run.snapshot_steps,
         "best_epoch": run.best_epoch, "state_keys": list(run.final_state),
-        "tensors_sha256": _sha256(folder / "tensors.safetensors"),
     }
     (folder / "run.json").write_text(json.dumps(meta, indent=1))
+    manifest = {"format": CACHE_FORMAT, "key": key, "sha256": {n: _sha256(folder / n) for n in _CHECKED_FILES}}
+    (folder / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+    for name in (*_CHECKED_FILES, _MANIFEST):
+        (folder / name).chmod(file_mode)
 
 
-def _read_entry(folder: Path) -> Run:
-    meta = json.loads((folder / "run.json").read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"format {meta.get('format')} != {FORMAT}")
-    if _sha256(folder / "tensors.safetensors") != meta["tensors_sha256"]:
-        raise ValueError("tensor file checksum mismatch")
-    t = load_file(folder / "tensors.safetensors")
-    part = lambda prefix: {k: t[f"{prefix}/{k}"] for k in meta["state_keys"]}
-    return Run(
-        config=RunConfig.from_dict({**meta["config"], "decay_epochs": tuple(meta["config"]["decay_epochs"]),
-                                    "record_snapshots": tuple(meta["config"]["record_snapshots"])}),
-        history=meta["history"], update_norms=t["update_norms"].numpy(),
-        initial_state=part("initial"), final_state=part("final"), stop_reason=meta["stop_reason"],
-        total_time_s=meta["total_time_s"], device=meta["device"], input_shape=tuple(meta["input_shape"]),
-        n_classes=meta["n_classes"], snapshots=[part(f"snapshot{i}") for i in range(meta["n_snapshots"])],
-        snapshot_steps=meta["snapshot_steps"], best_epoch=meta["best_epoch"])
+def _read_entry(folder: Path, key: str, cfg: RunConfig) -> Run:
+    """The run in `folder`, verified against its key and config.
 
-
-def _discard(path: Path) -> None:
-    """Remove a damaged entry: only the files this store writes; anything else is left alone."""
-    for name in _ENTRY_FILES:
-        (path / name).unlink(missing_ok=True)
+    Raises _Damaged when the entry is not that run, and OSError (a PermissionError, an I/O error)
+    when it cannot be read, which says nothing about the entry.
+    """
     try:
-        path.rmdir()
-    except OSError:
-        # a fresh name each time: an earlier damaged copy of the same entry may already be aside
-        aside = Path(tempfile.mkdtemp(prefix=f"{path.name}.damaged-", dir=path.parent))
-        path.rename(aside / path.name)
-        warnings.warn(f"{path} held files this store did not write; moved to {aside / path.name}", stacklevel=3)
+        if not folder.is_dir():
+            raise _Damaged("not a folder")
+        manifest = json.loads((folder / _MANIFEST).read_text())
+        if manifest["format"] != CACHE_FORMAT or manifest["key"] != key:
+            raise _Damaged(f"its manifest names format {manifest['format']}, key {manifest['key']}")
+        names = sorted(p.name for p in folder.iterdir())
+        if names != sorted([*manifest["sha256"], _MANIFEST]):
+            raise _Damaged(f"it holds {', '.join(names)}, its manifest lists {', '.join(manifest['sha256'])}")
+        for name, digest in manifest["sha256"].items():
+            if _sha256(folder / name) != digest:
+                raise _Damaged(f"{name} does not match its checksum")
+        meta = json.loads((folder / "run.json").read_text())
+        if meta["key"] != key or meta["config"] != cfg.to_dict():
+            raise _Damaged("run.json holds a different run than the one asked for")
+        t = load_file(folder / "tensors.safetensors")
+        part = lambda prefix: {k: t[f"{prefix}/{k}"] for k in meta["state_keys"]}
+        return Run(
+            config=cfg, history=meta["history"], update_norms=t["update_norms"].numpy(),
+            initial_state=part("initial"), final_state=part("final"), stop_reason=meta["stop_reason"],
+            total_time_s=meta["total_time_s"], device=meta["device"], input_shape=tuple(meta["input_shape"]),
+            n_classes=meta["n_classes"], snapshots=[part(f"snapshot{i}") for i in range(meta["n_snapshots"])],
+            snapshot_steps=meta["snapshot_steps"], best_epoch=meta["best_epoch"])
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:  # a file missing, or not a file
+        raise _Damaged(_reason(exc)) from None
+    except (ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:  # unparseable, wrong shape
+        raise _Damaged(f"{type(exc).__name__}: {exc}") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _reason(exc: Exception) -> str:
+    strerror, filename = getattr(exc, "strerror", None), getattr(exc, "filename", None)
+    return f"{strerror}: {filename}" if strerror and filename else str(exc)
 
 
 def _sha256(path: Path) -> str:

@@ -178,12 +178,13 @@ def _report(a) -> int:
 
 
 def main(argv=None) -> int:
+    from .cache import CacheError
     from .data import DatasetNotFoundError
 
     a = _parser().parse_args(argv)
     try:
         return _run(a) if a.command == "run" else _report(a)
-    except (ConfigError, DatasetNotFoundError) as exc:
+    except (ConfigError, DatasetNotFoundError, CacheError) as exc:
         print(f"lossscape {a.command}: error: {exc}".replace("\n", " "), file=sys.stderr)
         return 2
 

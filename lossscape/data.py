@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
+import importlib.metadata
 import math
 import os
 import random
@@ -101,6 +103,44 @@ def load_dataset(name: str, *, n_samples: int | None = None, val_fraction: float
         return _load(*key, _fingerprint(_find_mnist(root)), None)
     found = _find_cats_vs_dogs(root)
     return _load(*key, _fingerprint([p for p, _ in found], [label for _, label in found]), int(image_size))
+
+
+def fingerprint(name: str, data_dir: str | os.PathLike | None = None) -> str:
+    """A digest of the data a run of `name` trains on, for the run cache's key: a new release of a
+    generator, or images added to a folder, must not be served runs made from the old data.
+
+    - mnist1d, digits: the version of the package that generates or bundles them (mnist1d,
+      scikit-learn).
+    - mnist: the sha256 of the four IDX files' contents (about 11 MB gzipped; hashed once per
+      process per file version), so a copy of the files elsewhere gives the same digest.
+    - cats_vs_dogs: every image's path below the data folder, label, size and mtime: hashing
+      25,000 photos on every lookup would cost more than the lookup saves.
+    Raises DatasetNotFoundError, as load_dataset does, where a file-backed dataset's files are absent.
+    """
+    validate_request(name, None)
+    if name in ("mnist1d", "digits"):
+        package = "mnist1d" if name == "mnist1d" else "scikit-learn"
+        return f"{package}=={importlib.metadata.version(package)}"
+    root = _data_root(data_dir)
+    h = hashlib.sha256()
+    if name == "mnist":
+        for path in _find_mnist(root):
+            st = path.stat()
+            h.update(f"{path.name}\0{_content_sha256(path, st.st_size, st.st_mtime_ns)}\0".encode())
+    else:
+        for path, label in _find_cats_vs_dogs(root):
+            st = path.stat()
+            h.update(f"{path.relative_to(root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)  # keyed on size and mtime too: a file replaced on disk is hashed again
+def _content_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def validate_request(name: str, n_samples: int | None) -> None:
