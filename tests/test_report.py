@@ -105,7 +105,7 @@ def test_markdown_summary_rows(tmp_path):
     rows = [line for line in summary.splitlines() if re.match(r"\| [A-Z]+-\d", line)]
     assert [r.split(" | ")[0][2:] for r in rows] == EXPECTED_IDS
     assert sum(r.endswith("| not run |") for r in rows) == len(EXPECTED_IDS) - 2
-    assert "## GEO-6[mnist1d-mlp]: supported" in text and "](figures/GEO-6-1.png)" in text
+    assert "## GEO-6\\[mnist1d-mlp\\]: supported" in text and "](figures/GEO-6-1.png)" in text
     assert "| 16 | 1.0 |" in text  # the result's own table
 
 
