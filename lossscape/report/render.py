@@ -148,13 +148,16 @@ def _md_table(columns, rows) -> list[str]:
             + ["| " + " | ".join(map(_md, row)) + " |" for row in rows])
 
 
-def _md_figure(r: ClaimResult, rel: str) -> str:
-    if not _figure_inside(rel):
+def _md_figure(r: ClaimResult, rel: str, report_dir: Path | None) -> str:
+    inside = _figure_inside(rel) if report_dir is None else _figure_file(report_dir, rel) is not None
+    if not inside:
         return f"\nfigure outside the report folder, not linked: {_md(rel)}"
     return f"\n![{_md(r.label())}: {_md(PurePosixPath(rel).stem)}]({quote(rel)})"
 
 
-def render_markdown(doc: dict) -> str:
+def render_markdown(doc: dict, report_dir=None) -> str:
+    """The report as markdown; with `report_dir`, figure links are checked there (symlinks followed)."""
+    report_dir = None if report_dir is None else Path(report_dir)
     rows = _rows(doc)
     out = ["# lossscape: claims report", ""]
     if doc.get("interrupted"):
@@ -169,7 +172,7 @@ def render_markdown(doc: dict) -> str:
         out += [f"- **Caveat**: {_md(c)}" for c in r.caveats]
         for t in r.tables:
             out += ["", f"**{_md(t.get('title', ''))}**", ""] + _md_table(t["columns"], t["rows"])
-        out += [_md_figure(r, f) for f in r.figures]
+        out += [_md_figure(r, f, report_dir) for f in r.figures]
     return "\n".join(out) + "\n"
 
 
@@ -268,7 +271,7 @@ def write_reports(doc: dict, out_dir, *, json_too=True) -> list[Path]:
     (claims.interrupted.* for an interrupted run's document). ReportError when the folder is not writable."""
     out_dir = Path(out_dir)
     json_name, md_name, html_name = report_files(doc)
-    texts = {md_name: render_markdown(doc), html_name: render_html(doc, out_dir)}
+    texts = {md_name: render_markdown(doc, out_dir), html_name: render_html(doc, out_dir)}
     if json_too:
         texts[json_name] = json.dumps(doc, indent=1, allow_nan=False) + "\n"
     try:
