@@ -19,6 +19,7 @@ import torch
 
 from lossscape.cache import RunStore, default_root
 from lossscape.profiles import PROFILES, load_profile
+from lossscape.report.machine import alone
 
 pytest_plugins = ["lossscape.report.plugin"]
 
@@ -145,8 +146,9 @@ def grids(profile, store, pytestconfig, request):
             progress = progress_for(label, cfg.epochs)
             if spec.population:
                 runs[k] = store.get_or_train_population(cfg, spec.seeds, progress=progress)
-            else:
-                runs[k] = [store.get_or_train(cfg.replace(seed=s), progress=progress) for s in spec.seeds]
+            else:  # single-model runs are timed: under xdist no other test runs while they train
+                with alone(pytestconfig):
+                    runs[k] = [store.get_or_train(cfg.replace(seed=s), progress=progress) for s in spec.seeds]
             trained = len(spec.seeds) - (store.hits - hits)
             if trained:
                 say(f"{chr(13) if live else ''}{label}: trained {trained} of {len(spec.seeds)} seeds "

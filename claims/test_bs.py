@@ -77,6 +77,7 @@ def test_bs2_larger_batches_reach_a_higher_minimum_validation_loss(claim, grids,
 
 
 @pytest.mark.claim("BS-3")
+@pytest.mark.timing
 def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
     """BS-3: larger batches take less wall time per epoch.
 
@@ -97,7 +98,7 @@ def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
 
 
 @pytest.mark.claim("BS-4")
-@pytest.mark.parametrize("part", ["epochs", "total_time"])
+@pytest.mark.parametrize("part", ["epochs", pytest.param("total_time", marks=pytest.mark.timing)])
 def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, setting, part):
     """BS-4: larger batches need more epochs to reach their minimum validation loss, so total time
     grows despite faster epochs.
@@ -170,6 +171,7 @@ BS6_KNEE_SHARE = 0.9  # the knee: the smallest batch reaching 90% of the largest
 
 
 @pytest.mark.claim("BS-6")
+@pytest.mark.timing
 def test_bs6_throughput_rises_with_batch_size_up_to_saturation(claim, grids, setting, profile):
     """BS-6: hardware throughput (examples per second) rises with batch size up to a saturation point.
 

@@ -95,6 +95,7 @@ def _epoch_times(runs) -> np.ndarray:
 
 @pytest.mark.ddp
 @pytest.mark.claim("DP-2")
+@pytest.mark.timing
 @pytest.mark.parametrize("device", [
     # Measured and reported, never supported by rule (see the docstring): an expected failure, so
     # that a default `pytest claims` on a CPU does not fail on a row that cannot be judged there.
@@ -166,6 +167,7 @@ def test_dp2_parallel_workers_shorten_large_batch_epochs_only(claim, grids, stor
 
 
 @pytest.mark.claim("DP-2")
+@pytest.mark.timing
 def test_dp2_large_batch_total_time_still_exceeds_small_batch(claim, grids, setting, profile):
     """DP-2 (total time): without LR scaling, large-batch total time still exceeds small-batch time.
 
