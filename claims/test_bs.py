@@ -8,7 +8,7 @@ from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.throughput import training_throughput
 
-from ._common import median_epoch_time, per_batch, time_to_minimum_test, trend_arrays
+from ._common import median_epoch_time, per_batch, single_model, time_to_minimum_test, trend_arrays
 
 
 @pytest.mark.claim("BS-1")
@@ -90,7 +90,7 @@ def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
     Caveats: wall time depends on the machine and its load at training time (see caveats); on a
     CPU a larger batch mostly saves per-step overhead, on a GPU it also fills the device.
     """
-    grid = grids(setting, "timing")
+    grid = single_model(grids(setting, "timing"))
     values = per_batch(grid, median_epoch_time)
     figures.metric_vs_batch(claim.figure_path("epoch_time.png"), values, ylabel="median epoch time (s)", logy=True)
     claim.check(stats.trend_test(*trend_arrays(values), "decreasing"), label="median epoch time",
@@ -128,7 +128,7 @@ def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, s
         claim.check(stats.trend_test(*trend_arrays(epochs), "increasing"), label="epochs to the minimum",
                     caveats=caveats, **_fields(early))
         return
-    timing = grids(setting, "timing")
+    timing = single_model(grids(setting, "timing"))
     test, table = time_to_minimum_test(early, timing)
     epoch_time = per_batch(timing, median_epoch_time)
     figures.metric_vs_batch(claim.figure_path("total_time.png"),

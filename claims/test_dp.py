@@ -11,7 +11,7 @@ from lossscape import stats
 from lossscape.report.result import fmt
 from lossscape.stats import Verdict
 
-from ._common import time_to_minimum_test
+from ._common import single_model, time_to_minimum_test
 
 # DP-1's tolerance on max |w_ddp - w_single|, fixed before running. The two runs differ only in
 # float32 summation order: k ranks each sum b per-example gradients and the all-reduce adds the k
@@ -131,7 +131,7 @@ def test_dp2_parallel_workers_shorten_large_batch_epochs_only(claim, grids, stor
     if device != timed_on:
         pytest.skip(f"profile {profile.name} times on {timed_on}")
     _require_devices(device, k)
-    grid = grids(setting, "dp_timing")  # world size 1
+    grid = single_model(grids(setting, "dp_timing"))  # world size 1
     times = {}
     for (bs, _), runs in grid.runs.items():
         parallel = [store.get_or_train(r.config.replace(world_size=k)) for r in runs]

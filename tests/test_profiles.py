@@ -59,3 +59,17 @@ def test_a_single_model_grid_equal_to_a_population_grid_is_refused_D12(tmp_path)
         load_profile("smoke", path=path)
     path.write_text(TWO_GRIDS.format(timing_epochs=4))  # one field apart: distinct runs in the cache
     assert load_profile("smoke", path=path).grid("timing").fields["epochs"] == 4
+
+
+def test_wall_time_claims_refuse_a_population_grid_D12():
+    from types import SimpleNamespace
+
+    from claims._common import single_model, time_to_minimum_test
+    smoke = load_profile("smoke")
+    budget = SimpleNamespace(spec=smoke.grid("budget"))  # a population grid, as the smoke timing grid once was
+    with pytest.raises(ValueError, match="'budget' trains seed populations"):
+        single_model(budget)
+    with pytest.raises(ValueError, match="'budget' trains seed populations"):
+        time_to_minimum_test(SimpleNamespace(batch_sizes=[16, 256], by_batch=dict), budget)
+    timing = SimpleNamespace(spec=smoke.grid("timing"))
+    assert single_model(timing) is timing
