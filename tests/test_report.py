@@ -409,3 +409,11 @@ def test_a_run_stopped_by_maxfail_is_a_partial_report_D14(claims_dir):
     assert not (reports / "claims.json").exists()
     doc = json.loads((reports / "claims.interrupted.json").read_text())
     assert "stopping after 1 failures" in doc["interrupted"]
+
+
+def test_plugin_reports_an_unwritable_report_folder_in_one_line_D2(claims_dir):
+    (claims_dir.path / "blocked").write_text("a file where the report folder should be")
+    run = claims_dir.runpytest(*INNER, "--report-only", "--report-dir", "blocked/reports", "-k", "BS-2")
+    run.assert_outcomes(passed=1, deselected=2)  # the verdict stands; only the files could not be written
+    run.stdout.fnmatch_lines(["report not written: cannot write the report into */blocked/reports: *"])
+    assert "Traceback" not in run.stdout.str() and "INTERNALERROR" not in run.stdout.str()
