@@ -82,17 +82,17 @@ class ReportWriter:
             tr.write_line(f"report not written: {self.write_error}", red=True)
             return
         if self.doc.get("interrupted"):
-            tr.write_line(f"{self.doc['interrupted']}: partial report, written apart from the complete one",
-                          yellow=True)
+            tr.write_line(f"interrupted ({self.doc['interrupted']}): partial report, written apart from the "
+                          "complete one", yellow=True)
         tr.write_line(f"report: {self.report_dir / report_files(self.doc)[2]}")
 
 
 def _interruption(session: pytest.Session, exitstatus) -> str:
     """Why the session ended before running every selected test; "" when it ran them all."""
     if exitstatus == pytest.ExitCode.INTERRUPTED:
-        return "interrupted (Ctrl-C or pytest.exit)"
-    stopped = session.shouldstop or session.shouldfail  # -x, --maxfail, an xdist stop
-    return f"interrupted ({stopped})" if stopped else ""
+        return "Ctrl-C or pytest.exit()"
+    stopped = session.shouldstop or session.shouldfail  # -x, --maxfail, an xdist stop: a reason or True
+    return (stopped if isinstance(stopped, str) else "the session stopped early") if stopped else ""
 
 
 def _short_reason(report: pytest.TestReport) -> str:
