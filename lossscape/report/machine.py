@@ -5,8 +5,9 @@ workers train, they measure the neighbours: BS-3 once gave a CI of [0.0139, 1.46
 
 Serialized, not refused. pytest-benchmark disables itself under xdist, because a benchmark is only
 a timing. Here the times are the evidence of claims that sit beside untimed ones, so refusing would
-drop them from every `-n` run. Refusing would also not be enough: a single-model grid trained by an
-untimed test (FO-1 trains FO-3's runs) would be cached with polluted times. So:
+drop them from every `-n` run. Refusing would also not be enough: a run whose wall time a claim
+reads may be trained by an untimed test (FO-1's accuracy part trains the runs its time part reads)
+and cached with polluted times. So:
 
 - every test on a worker holds a shared lock on one file per session; the controller creates the
   file and xdist hands its path to the workers;
@@ -15,8 +16,8 @@ untimed test (FO-1 trains FO-3's runs) would be cached with polluted times. So:
 - `alone(config)` takes the lock exclusively inside any test, for the span of a measurement. The
   grids fixture trains single-model grids under it, whichever test asks for them.
 
-flock locks die with their process, so a crashed worker never leaves the others waiting. Without
-xdist, a session is one process and nothing here does anything.
+flock (POSIX) locks die with their process, so a crashed worker never leaves the others waiting.
+Without xdist, a session is one process and nothing here does anything.
 """
 
 from __future__ import annotations
