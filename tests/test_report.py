@@ -402,6 +402,11 @@ def test_cut_off(claim):
                               f"report: *{INTERRUPTED_FILES[2]}"])
 
 
+def test_setup_only_runs_no_claim_test_and_writes_no_report_D14(claims_dir):
+    claims_dir.runpytest(*INNER, "--setup-plan")
+    assert not (claims_dir.path / "reports").exists()
+
+
 def test_a_run_stopped_by_maxfail_is_a_partial_report_D14(claims_dir):
     run = claims_dir.runpytest(*INNER, "-x")  # BS-2 fails, so -x stops the session
     assert run.ret == pytest.ExitCode.TESTS_FAILED
@@ -417,3 +422,33 @@ def test_plugin_reports_an_unwritable_report_folder_in_one_line_D2(claims_dir):
     run.assert_outcomes(passed=1, deselected=2)  # the verdict stands; only the files could not be written
     run.stdout.fnmatch_lines(["report not written: cannot write the report into */blocked/reports: *"])
     assert "Traceback" not in run.stdout.str() and "INTERNALERROR" not in run.stdout.str()
+
+
+def _paths(x, prefix=()):
+    """Every key path into a JSON value, the first element of each list standing for the rest."""
+    yield prefix
+    items = x.items() if isinstance(x, dict) else enumerate(x[:1]) if isinstance(x, list) else ()
+    for k, v in items:
+        yield from _paths(v, prefix + (k,))
+
+
+def test_any_field_of_the_wrong_type_is_rendered_or_refused_in_one_line_D2(tmp_path):
+    from lossscape.report.schema import ReportError, check_doc
+    doc = json.loads(json.dumps(_doc(tmp_path)))
+    refused = 0
+    for path in list(_paths(doc))[1:]:
+        for value in (None, "s", [1], {"a": 1}, True):
+            changed = json.loads(json.dumps(doc))
+            parent = changed
+            for k in path[:-1]:
+                parent = parent[k]
+            parent[path[-1]] = value
+            try:
+                check_doc(changed)
+            except ReportError as exc:
+                assert "\n" not in str(exc)
+                refused += 1
+                continue
+            render_markdown(changed, tmp_path)  # must not raise
+            render_html(changed, tmp_path)
+    assert refused > 100  # the check is not vacuous: most changes break a field the renderers read

@@ -54,7 +54,8 @@ class ReportWriter:
                 row.setdefault("reason", _short_reason(report))
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
-        if not self.rows:  # e.g. the unit tests: leave an existing report alone
+        # no claim test (e.g. the unit tests), or none called (--setup-only, --setup-plan): leave the report alone
+        if not self.rows or self.config.option.setuponly:
             return
         results = [_row_result(nodeid, row) for nodeid, row in self.rows.items()]
         self.doc = build_doc(results, load_catalog().to_dict(), environment(self.config, results))
