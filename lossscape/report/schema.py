@@ -39,11 +39,11 @@ def read_doc(path) -> dict:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}; "
+        raise ReportError(f"{path}: not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno}; "
                           "truncated?)") from None
     except RecursionError:
         raise ReportError(f"{path}: JSON nested too deeply to be a claims report") from None
-    check_doc(doc, path.name)
+    check_doc(doc, str(path))
     return doc
 
 
