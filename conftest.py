@@ -21,6 +21,7 @@ from hypothesis import settings
 from lossscape import stats
 from lossscape.cache import CacheError, RunStore, default_root
 from lossscape.profiles import PROFILES, load_profile
+from lossscape.report.machine import alone
 
 pytest_plugins = ["lossscape.report.plugin"]
 
@@ -188,8 +189,9 @@ def grids(profile, store, pytestconfig, request):
             try:
                 if spec.population:
                     runs[k] = store.get_or_train_population(cfg, spec.seeds, progress=progress)
-                else:
-                    runs[k] = [store.get_or_train(cfg.replace(seed=s), progress=progress) for s in spec.seeds]
+                else:  # single-model runs are timed: under xdist no other test runs while they train
+                    with alone(pytestconfig):
+                        runs[k] = [store.get_or_train(cfg.replace(seed=s), progress=progress) for s in spec.seeds]
             except CacheError as exc:
                 pytest.fail(str(exc), pytrace=False)
             trained = len(spec.seeds) - (store.hits - hits)

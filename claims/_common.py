@@ -39,6 +39,19 @@ def minimizer_caveats(grid) -> list[str]:
     return caveats
 
 
+def single_model(grid):
+    """`grid`, which wall-time claims may read only if it trains one model per process.
+
+    A population's members share one wall clock, so their epoch times are the population's, not a
+    model's; profiles.py also keeps every single-model grid's configs apart from every population
+    grid's, so the cache never serves one for the other.
+    """
+    if grid.spec.population:
+        raise ValueError(f"grid {grid.spec.name!r} trains seed populations; a wall-time claim needs a "
+                         "single-model grid (population = false)")
+    return grid
+
+
 def median_epoch_time(run) -> float:
     """Median training time of one epoch (steps only, evaluation excluded), the first (warm-up) epoch left out."""
     return float(np.median(run.metric("epoch_time_s")[1:]))
@@ -58,7 +71,7 @@ def time_to_minimum_test(early, timing, threshold: float = 1.0, direction: str =
     """
     small, large = early.batch_sizes[0], early.batch_sizes[-1]
     epochs = per_batch(early, lambda run: run.best_epoch)
-    epoch_time = per_batch(timing, median_epoch_time)
+    epoch_time = per_batch(single_model(timing), median_epoch_time)
 
     test = stats.log_ratio_test((epochs[small], epochs[large], epoch_time[small], epoch_time[large]),
                                 (-1, 1, -1, 1), threshold, direction, effect_name="total time ratio")

@@ -8,7 +8,7 @@ from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.throughput import throughput_knee, training_throughput
 
-from ._common import median_epoch_time, per_batch, seed_trend, time_to_minimum_test
+from ._common import median_epoch_time, per_batch, seed_trend, single_model, time_to_minimum_test
 
 
 @pytest.mark.claim("BS-1", design=("trend", "budget"))
@@ -77,6 +77,7 @@ def test_bs2_larger_batches_reach_a_higher_minimum_validation_loss(claim, grids,
 
 
 @pytest.mark.claim("BS-3", design=("trend", "timing"))
+@pytest.mark.timing
 def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
     """BS-3: larger batches take less wall time per epoch.
 
@@ -89,7 +90,7 @@ def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
     Caveats: wall time depends on the machine and its load at training time (see caveats); on a
     CPU a larger batch mostly saves per-step overhead, on a GPU it also fills the device.
     """
-    grid = grids(setting, "timing")
+    grid = single_model(grids(setting, "timing"))
     values = per_batch(grid, median_epoch_time)
     figures.metric_vs_batch(claim.figure_path("epoch_time.png"), values, ylabel="median epoch time (s)", logy=True)
     claim.check(seed_trend(values, "decreasing"), label="median epoch time",
@@ -97,7 +98,7 @@ def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
 
 
 @pytest.mark.claim("BS-4", design=("trend", "early"))  # the time part: Welch, no floor
-@pytest.mark.parametrize("part", ["epochs", "total_time"])
+@pytest.mark.parametrize("part", ["epochs", pytest.param("total_time", marks=pytest.mark.timing)])
 def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, setting, part):
     """BS-4: larger batches need more epochs to reach their minimum validation loss, so total time
     grows despite faster epochs.
@@ -125,7 +126,7 @@ def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, s
         claim.check(seed_trend(epochs, "increasing"), label="epochs to the minimum",
                     caveats=caveats, **_fields(early))
         return
-    timing = grids(setting, "timing")
+    timing = single_model(grids(setting, "timing"))
     test, table = time_to_minimum_test(early, timing)
     epoch_time = per_batch(timing, median_epoch_time)
     figures.metric_vs_batch(claim.figure_path("total_time.png"),
@@ -168,6 +169,7 @@ BS6_KNEE_SHARE = 0.9  # the knee: the smallest batch reaching 90% of the largest
 
 
 @pytest.mark.claim("BS-6")
+@pytest.mark.timing
 def test_bs6_throughput_rises_with_batch_size_up_to_saturation(claim, grids, setting, profile):
     """BS-6: hardware throughput (examples per second) rises with batch size up to a saturation point.
 

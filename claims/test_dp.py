@@ -11,7 +11,7 @@ from lossscape import stats
 from lossscape.report.result import fmt
 from lossscape.stats import Verdict
 
-from ._common import time_to_minimum_test
+from ._common import single_model, time_to_minimum_test
 
 # DP-1's tolerance on max |w_ddp - w_single|, fixed before running. The two runs differ only in
 # float32 summation order: k ranks each sum b per-example gradients and the all-reduce adds the k
@@ -95,6 +95,7 @@ def _epoch_times(runs) -> np.ndarray:
 
 @pytest.mark.ddp
 @pytest.mark.claim("DP-2")
+@pytest.mark.timing
 @pytest.mark.parametrize("device", [
     # Measured and reported, never supported by rule (see the docstring): an expected failure, so
     # that a default `pytest claims` on a CPU does not fail on a row that cannot be judged there.
@@ -130,7 +131,7 @@ def test_dp2_parallel_workers_shorten_large_batch_epochs_only(claim, grids, stor
     if device != timed_on:
         pytest.skip(f"profile {profile.name} times on {timed_on}")
     _require_devices(device, k)
-    grid = grids(setting, "dp_timing")  # world size 1
+    grid = single_model(grids(setting, "dp_timing"))  # world size 1
     times = {}
     for (bs, _), runs in grid.runs.items():
         parallel = [store.get_or_train(r.config.replace(world_size=k)) for r in runs]
@@ -165,6 +166,7 @@ def test_dp2_parallel_workers_shorten_large_batch_epochs_only(claim, grids, stor
 
 
 @pytest.mark.claim("DP-2")
+@pytest.mark.timing
 def test_dp2_large_batch_total_time_still_exceeds_small_batch(claim, grids, setting, profile):
     """DP-2 (total time): without LR scaling, large-batch total time still exceeds small-batch time.
 

@@ -32,6 +32,10 @@ FO1_SHARE = 0.5
 FO_MARGIN = 0.03
 UNFROZEN_T0 = 1.0
 
+# Every FO test trains FreezeOut runs (store.get_or_train, not a grid) whose wall times FO-1 reads,
+# and FO-3 times steps in the session: under xdist each runs while no other test does.
+pytestmark = pytest.mark.timing
+
 
 def _config(profile, model, **changes):
     spec = profile.grid("freezeout")

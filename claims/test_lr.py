@@ -107,7 +107,7 @@ def test_lr1_linear_scaling_closes_the_validation_loss_gap(claim, grids, setting
 
 
 @pytest.mark.claim("LR-2")
-@pytest.mark.parametrize("part", ["epochs", "time"])
+@pytest.mark.parametrize("part", ["epochs", pytest.param("time", marks=pytest.mark.timing)])
 def test_lr2_scaled_large_batches_converge_in_as_many_epochs_and_less_time(claim, grids, setting, part):
     """LR-2: with LR scaling, large batches converge in about as many epochs as small ones, so their
     total training time is shorter. Source 000/001: bs 256 took 2197 s vs 3156 s at bs 32 (with

@@ -167,13 +167,19 @@ def _run(a) -> int:
 
 def _report(a) -> int:
     from .report.render import rerender
+    from .report.schema import ReportError
 
     path = os.path.join(a.report_dir, "claims.json")
     if not os.path.exists(path):
         print(f"lossscape report: error: {path} not found; run `pytest claims` first", file=sys.stderr)
         return 2
-    for written in rerender(a.report_dir):
-        print(written)
+    try:  # an unreadable or malformed claims.json, or a folder we may not write into
+        written = rerender(a.report_dir)
+    except ReportError as exc:
+        print(f"lossscape report: error: {exc}".replace("\n", " "), file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
     return 0
 
 

@@ -4,6 +4,12 @@ A profile names its seeds before anything trains, a list of settings (dataset + 
 the claims are parametrized over them) and named grids: a grid is a stop rule and schedule shared
 by several claims, crossed with batch sizes (and LRs where it gives some). Everything here is data;
 nothing is executed from the file.
+
+A grid with `population = false` trains one model per process, because claims read its wall times.
+The cache serves a run by its config alone, so such a grid must share no config (seed aside) with
+a population grid of any profile in the file: otherwise it is served the population's runs, whose
+epoch times are the whole population's wall clock (BS-3 once read a CI of [0.0827, 0.0827] so).
+`load_profile` refuses a file where they meet.
 """
 from __future__ import annotations
 
@@ -76,7 +82,14 @@ class Profile:
 def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FILE) -> Profile:
     if name not in PROFILES:
         raise ConfigError(f"profile: got {name!r}; allowed: {', '.join(PROFILES)}")
-    raw = tomllib.loads(Path(path).read_text())[name]
+    profiles = tomllib.loads(Path(path).read_text())
+    profile = _build(name, profiles[name], n_seeds)
+    others = [_build(n, profiles[n], None) for n in PROFILES if n != name and n in profiles]  # one cache serves all
+    _check_single_model_grids([profile, *others])
+    return profile
+
+
+def _build(name: str, raw: dict, n_seeds: int | None) -> Profile:
     seeds = tuple(range(n_seeds if n_seeds is not None else raw["seeds"]))
     if not seeds:
         raise ConfigError(f"seeds: got {n_seeds}; allowed: a positive number")
@@ -94,6 +107,25 @@ def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FIL
                                 tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True))
     return Profile(name, raw.get("description", ""), raw.get("device", "cpu"), seeds, batch_sizes, settings,
                    grids, raw.get("params", {}))
+
+
+def _check_single_model_grids(profiles: list[Profile]) -> None:
+    """Refuse single-model (population = false) grids whose runs a population grid also trains."""
+    def runs(population: bool):
+        for p in profiles:
+            for setting in p.settings:
+                for g in p.grids.values():
+                    if g.population == population:
+                        for (bs, lr), cfg in g.configs(setting).items():
+                            yield cfg.replace(seed=0).to_json(), f"{p.name}.grids.{g.name}", setting.id, bs, lr
+
+    pooled = {key: where for key, where, *_ in runs(True)}
+    for key, where, setting, bs, lr in runs(False):
+        if key in pooled:
+            raise ConfigError(f"{where}: its run for setting {setting}, batch size {bs}, lr {lr:g} is also a run of "
+                              f"population grid {pooled[key]}, and the cache would serve it that population's "
+                              "shared wall times; allowed: single-model grids that differ from every population "
+                              "grid in a field (e.g. epochs)")
 
 
 def _setting(s: dict) -> Setting:

@@ -105,7 +105,7 @@ def test_markdown_summary_rows(tmp_path):
     rows = [line for line in summary.splitlines() if re.match(r"\| [A-Z]+-\d", line)]
     assert [r.split(" | ")[0][2:] for r in rows] == EXPECTED_IDS
     assert sum(r.endswith("| not run |") for r in rows) == len(EXPECTED_IDS) - 2
-    assert "## GEO-6[mnist1d-mlp]: supported" in text and "](figures/GEO-6-1.png)" in text
+    assert "## GEO-6\\[mnist1d-mlp\\]: supported" in text and "](figures/GEO-6-1.png)" in text
     assert "| 16 | 1.0 |" in text  # the result's own table
 
 
@@ -257,3 +257,198 @@ def test_unknown_id_is_a_usage_error_and_plain_runs_write_nothing(pytester):
     pytester.makepyfile(test_typo="def test_plain():\n    pass\n")
     pytester.runpytest(*INNER).assert_outcomes(passed=1)
     assert not (pytester.path / "reports").exists()
+
+
+# -- a report writer that stays in its folder (issue 10) ------------------------------------------
+
+def _secret_png(path: Path) -> bytes:
+    """A file outside the report folder that even looks like a PNG: only its place may keep it out."""
+    data = b"\x89PNG\r\n\x1a\n" + b"SECRET-" + path.name.encode()
+    path.write_bytes(data)
+    return data
+
+
+def test_figures_outside_the_report_folder_are_never_inlined_D20(tmp_path, capsys):
+    from lossscape.cli import main
+    reports = tmp_path / "reports"
+    doc = _doc(reports)
+    secrets = [_secret_png(tmp_path / "x"), _secret_png(tmp_path / "abs.png"), _secret_png(tmp_path / "target.png")]
+    (reports / "figures" / "link.png").symlink_to(tmp_path / "target.png")
+    (reports / "figures" / "up").symlink_to(tmp_path)  # a folder link: figures/up/x leads out too
+    outside = ["../x", str(tmp_path / "abs.png"), "/etc/hostname", "/proc/self/environ", "figures/link.png",
+               "figures/up/x", "figures/../../x"]
+    doc["results"][0]["figures"] += outside
+    (reports / "claims.json").write_text(json.dumps(doc))
+    assert main(["report", "--report-dir", str(reports)]) == 0
+    page = (reports / "claims.html").read_text()
+    inlined = [base64.b64decode(i) for i in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+    assert inlined == [(reports / f).read_bytes() for f in doc["results"][0]["figures"][:2]]  # the two inside
+    assert not any(s in i for s in secrets for i in inlined)
+    assert page.count("figure outside the report folder, not shown") == len(outside)
+    md = (reports / "claims.md").read_text()
+    links = re.findall(r"!\[[^\n]*?\]\(([^)\s]+)\)", md)
+    assert links == ["figures/GEO-6-1.png", "figures/GEO-6-2.png"]
+    assert md.count("figure outside the report folder, not linked") == len(outside)
+
+
+def test_a_file_inside_the_folder_that_is_not_a_png_is_not_inlined_D20(tmp_path):
+    doc = _doc(tmp_path)
+    (tmp_path / "notes.txt").write_text("private notes")
+    doc["results"][0]["figures"] = ["notes.txt"]
+    page = render_html(doc, tmp_path)
+    assert "data:image" not in page and "figure is not a PNG image, not shown: notes.txt" in page
+
+
+def _claims_json_variants(tmp_path: Path) -> dict:
+    good = json.dumps(_doc(tmp_path), indent=1)
+    wrong_field = json.loads(good)
+    wrong_field["results"][0]["p_value"] = "0.01"
+    wrong_table = json.loads(good)
+    wrong_table["results"][0]["tables"][0]["rows"] = "16, 1.0"
+    return {"empty": "", "blank": "\n  \n", "truncated": good[: len(good) // 2], "list": "[]",
+            "wrong schema": json.dumps({"schema": 99, "results": []}),
+            "schema without results": json.dumps({"schema": 1}),
+            "wrong field type": json.dumps(wrong_field), "table rows not a list": json.dumps(wrong_table),
+            "not UTF-8": b"\xff\xfe{\x00", "deeply nested": "[" * 100_000}
+
+
+@pytest.mark.parametrize("variant", ["empty", "blank", "truncated", "list", "wrong schema", "schema without results",
+                                     "wrong field type", "table rows not a list", "not UTF-8", "deeply nested",
+                                     "directory"])
+def test_report_input_errors_are_one_line_exit_2_D2(tmp_path, capsys, variant):
+    from lossscape.cli import main
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    if variant == "directory":
+        (reports / "claims.json").mkdir()
+    else:
+        content = _claims_json_variants(tmp_path)[variant]
+        path = reports / "claims.json"
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    assert main(["report", "--report-dir", str(reports)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith("lossscape report: error: ")
+    assert "claims.json" in err and "Traceback" not in err
+    assert not (reports / "claims.html").exists()
+
+
+def test_report_into_a_read_only_folder_is_one_line_exit_2_D2(tmp_path, capsys, monkeypatch):
+    from lossscape.cli import main
+    from lossscape.report import render
+    write_reports(_doc(tmp_path), tmp_path)
+
+    def refused(*args, **kwargs):  # what the OS answers in a read-only folder (chmod does not stop root)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(render.tempfile, "mkstemp", refused)
+    assert main(["report", "--report-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lossscape report: error: cannot write the report into {tmp_path}: Permission denied\n"
+
+
+HOSTILE = 'a*b*c _u_ [x](http://e.vil) ![i](/etc/hostname) <img src=x onerror=alert(1)> `tick` ~~del~~ $m$ | \\* # &amp;'
+
+
+def test_markdown_shows_every_text_literally_D19(tmp_path):
+    from markdown_it import MarkdownIt
+    from html import escape
+    doc = _doc(tmp_path)
+    fig = _png(tmp_path / "figures" / "my fig (1)_[x].png", 9).relative_to(tmp_path).as_posix()
+    r = doc["results"][0]
+    r.update(params=HOSTILE, figures=[fig], caveats=[HOSTILE], tables=[{"title": HOSTILE, "columns": [HOSTILE],
+                                                                       "rows": [[HOSTILE]]}])
+    doc["environment"].update(command=f"pytest {HOSTILE}", platform="Linux\n# injected heading\n<b>x</b>")
+    page = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(render_markdown(doc))
+    literal = escape(HOSTILE, quote=False).replace('"', "&quot;")  # how markdown-it writes plain text
+    # command, summary cell, heading, caveat, table title, column, cell, figure alt text
+    assert page.count(literal) == 8
+    assert f"<h2>GEO-6[{literal}]: supported</h2>" in page
+    assert f"<li>command: pytest {literal}</li>" in page
+    assert f"<p><strong>{literal}</strong></p>" in page
+    assert "injected heading" in page and "<h1>injected" not in page
+    assert not re.search(r"<(em|a|code|s|del|b|img src=\"?x)\b", page)
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    from urllib.parse import unquote
+    assert [unquote(s) for s in srcs] == [fig]
+
+
+def test_interrupted_run_keeps_the_complete_report_D14(claims_dir, monkeypatch):
+    from lossscape.report.render import FILES, INTERRUPTED_FILES
+    root = str(Path(lossscape.__file__).resolve().parents[1])  # the subprocess starts in the pytester dir
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    claims_dir.runpytest_subprocess(*INNER, "--report-only").assert_outcomes(passed=3)
+    reports = claims_dir.path / "reports"
+    complete = {name: (reports / name).read_bytes() for name in FILES}
+    claims_dir.makepyfile(test_zz_interrupt='''
+import pytest
+
+@pytest.mark.claim("BS-3")
+def test_cut_off(claim):
+    raise KeyboardInterrupt  # what Ctrl-C raises in the middle of a claim test
+''')
+    run = claims_dir.runpytest_subprocess(*INNER, "--report-only")
+    assert run.ret == pytest.ExitCode.INTERRUPTED
+    assert {name: (reports / name).read_bytes() for name in FILES} == complete
+    doc = json.loads((reports / INTERRUPTED_FILES[0]).read_text())
+    assert doc["interrupted"] == "Ctrl-C or pytest.exit()"
+    rows = {r["id"]: r for r in doc["results"]}
+    assert rows["BS-1"]["verdict"] == "supported" and rows["BS-1"]["outcome"] == "passed"  # ran before Ctrl-C
+    assert rows["BS-3"]["outcome"] == "interrupted" and rows["BS-3"]["verdict"] == "interrupted"
+    md = (reports / INTERRUPTED_FILES[1]).read_text()
+    assert md.index("INTERRUPTED: this report is partial") < md.index("- timestamp")
+    page = (reports / INTERRUPTED_FILES[2]).read_text()
+    assert page.index('<p class="banner">INTERRUPTED: this report is partial') < page.index("<h2>Summary</h2>")
+    run.stdout.fnmatch_lines(["*partial report, written apart from the complete one*",
+                              f"report: *{INTERRUPTED_FILES[2]}"])
+
+
+def test_setup_only_runs_no_claim_test_and_writes_no_report_D14(claims_dir):
+    claims_dir.runpytest(*INNER, "--setup-plan")
+    assert not (claims_dir.path / "reports").exists()
+
+
+def test_a_run_stopped_by_maxfail_is_a_partial_report_D14(claims_dir):
+    run = claims_dir.runpytest(*INNER, "-x")  # BS-2 fails, so -x stops the session
+    assert run.ret == pytest.ExitCode.TESTS_FAILED
+    reports = claims_dir.path / "reports"
+    assert not (reports / "claims.json").exists()
+    doc = json.loads((reports / "claims.interrupted.json").read_text())
+    assert doc["interrupted"] == "stopping after 1 failures"
+
+
+def test_plugin_reports_an_unwritable_report_folder_in_one_line_D2(claims_dir):
+    (claims_dir.path / "blocked").write_text("a file where the report folder should be")
+    run = claims_dir.runpytest(*INNER, "--report-only", "--report-dir", "blocked/reports", "-k", "BS-2")
+    run.assert_outcomes(passed=1, deselected=2)  # the verdict stands; only the files could not be written
+    run.stdout.fnmatch_lines(["report not written: cannot write the report into */blocked/reports: *"])
+    assert "Traceback" not in run.stdout.str() and "INTERNALERROR" not in run.stdout.str()
+
+
+def _paths(x, prefix=()):
+    """Every key path into a JSON value, the first element of each list standing for the rest."""
+    yield prefix
+    items = x.items() if isinstance(x, dict) else enumerate(x[:1]) if isinstance(x, list) else ()
+    for k, v in items:
+        yield from _paths(v, prefix + (k,))
+
+
+def test_any_field_of_the_wrong_type_is_rendered_or_refused_in_one_line_D2(tmp_path):
+    from lossscape.report.schema import ReportError, check_doc
+    doc = json.loads(json.dumps(_doc(tmp_path)))
+    refused = 0
+    for path in list(_paths(doc))[1:]:
+        for value in (None, "s", [1], {"a": 1}, True):
+            changed = json.loads(json.dumps(doc))
+            parent = changed
+            for k in path[:-1]:
+                parent = parent[k]
+            parent[path[-1]] = value
+            try:
+                check_doc(changed)
+            except ReportError as exc:
+                assert "\n" not in str(exc)
+                refused += 1
+                continue
+            render_markdown(changed, tmp_path)  # must not raise
+            render_html(changed, tmp_path)
+    assert refused > 100  # the check is not vacuous: most changes break a field the renderers read

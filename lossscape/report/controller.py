@@ -3,6 +3,10 @@
 Registered only on the process that owns the terminal (never on an xdist worker), so the report
 files have one writer. Results arrive as JSON on ``report.user_properties``, which is how they
 survive xdist's serialization of reports.
+
+A session that ends before its selected tests have run (Ctrl-C, -x, --maxfail) writes its partial
+report as claims.interrupted.{json,md,html}, which say so at the top: the last complete report
+stays as it was. A test cut off mid-run has no call report; its row reads "interrupted".
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import pytest
 
 from lossscape.report.catalog import load_catalog
 from lossscape.report.recorder import ID_KEY, RESULT_KEY
-from lossscape.report.render import write_reports
-from lossscape.report.result import ERROR, SKIPPED, ClaimResult, build_doc, fmt
+from lossscape.report.render import report_files, write_reports
+from lossscape.report.result import ERROR, INTERRUPTED, SKIPPED, ClaimResult, build_doc, fmt
+from lossscape.report.schema import ReportError
 
 _COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow"}
 
@@ -33,6 +38,7 @@ class ReportWriter:
         self.report_dir = report_dir
         self.rows: dict[str, dict] = {}   # nodeid -> what its reports said
         self.doc: dict | None = None
+        self.write_error = ""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
@@ -47,12 +53,19 @@ class ReportWriter:
             if report.failed or report.skipped:
                 row.setdefault("reason", _short_reason(report))
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.rows:  # e.g. the unit tests: leave an existing report alone
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
+        # no claim test (e.g. the unit tests), or none called (--setup-only, --setup-plan): leave the report alone
+        if not self.rows or self.config.option.setuponly:
             return
         results = [_row_result(nodeid, row) for nodeid, row in self.rows.items()]
         self.doc = build_doc(results, load_catalog().to_dict(), environment(self.config, results))
-        write_reports(self.doc, self.report_dir)
+        interrupted = _interruption(session, exitstatus)
+        if interrupted:
+            self.doc["interrupted"] = interrupted  # write_reports then writes claims.interrupted.*
+        try:
+            write_reports(self.doc, self.report_dir)
+        except ReportError as exc:  # e.g. a read-only report folder: say so, the test outcomes stand
+            self.write_error = str(exc)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.doc is None:
@@ -66,7 +79,21 @@ class ReportWriter:
                           **{_COLOURS.get(r.verdict, "bold"): True})
             if r.verdict_note:
                 tr.write_line(f"{'':<32} note: {r.verdict_note}")
-        tr.write_line(f"report: {self.report_dir / 'claims.html'}")
+        if self.write_error:
+            tr.write_line(f"report not written: {self.write_error}", red=True)
+            return
+        if self.doc.get("interrupted"):
+            tr.write_line(f"interrupted ({self.doc['interrupted']}): partial report, written apart from the "
+                          "complete one", yellow=True)
+        tr.write_line(f"report: {self.report_dir / report_files(self.doc)[2]}")
+
+
+def _interruption(session: pytest.Session, exitstatus) -> str:
+    """Why the session ended before running every selected test; "" when it ran them all."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return "Ctrl-C or pytest.exit()"
+    stopped = session.shouldstop or session.shouldfail  # -x, --maxfail, an xdist stop: a reason or True
+    return (stopped if isinstance(stopped, str) else "the session stopped early") if stopped else ""
 
 
 def _short_reason(report: pytest.TestReport) -> str:
@@ -81,13 +108,16 @@ def _short_reason(report: pytest.TestReport) -> str:
 
 
 def _row_result(nodeid: str, row: dict) -> ClaimResult:
-    outcome = row.get("outcome", "passed")
+    # no call report and no failed phase: the test was cut off (Ctrl-C) while it ran, so it neither
+    # passed nor raised
+    outcome = row.get("outcome", INTERRUPTED)
     if "result" in row:
         return replace(ClaimResult.from_dict(json.loads(row["result"])), outcome=outcome, wall_time_s=row["duration"])
     params = nodeid[nodeid.index("[") + 1:-1] if nodeid.endswith("]") else ""
-    return ClaimResult(id=row["id"], verdict=SKIPPED if outcome == "skipped" else ERROR, params=params,
-                       measured_text=row.get("reason", ""), test_nodeid=nodeid, outcome=outcome,
-                       wall_time_s=row["duration"])
+    verdict = {"skipped": SKIPPED, INTERRUPTED: INTERRUPTED}.get(outcome, ERROR)
+    reason = row.get("reason") or ("interrupted before the test finished" if outcome == INTERRUPTED else "")
+    return ClaimResult(id=row["id"], verdict=verdict, params=params, measured_text=reason, test_nodeid=nodeid,
+                       outcome=outcome, wall_time_s=row["duration"])
 
 
 def _git(root: Path, *args: str) -> str | None:

@@ -24,6 +24,10 @@ onto every test report and xdist serializes to the controller; the controller co
 alone writes claims.json / claims.md / claims.html (atomically; nothing else in the report dir is
 touched). Figures are the exception: tests save them where ``claim.figure_path`` says, on
 whichever worker they run. A run without claim tests writes nothing.
+
+Timing. A test marked `timing` reads wall time: under pytest-xdist it runs while no other test of
+the session runs, and `machine.alone(config)` gives any test that span for a measurement (see
+`lossscape.report.machine`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from lossscape.report import machine
 from lossscape.report.catalog import load_catalog
 from lossscape.report.controller import ReportWriter
 from lossscape.report.recorder import ID_KEY, ClaimRecorder
@@ -61,6 +66,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claim(id, design=(kind, grid), check=False): the CLAIMS.md ID a claim "
                                        "test checks; its statistical design; check=True for a `verified` check")
+    config.addinivalue_line("markers", machine.MARKER)
+    machine.configure(config)
     state = _RunState((config.rootpath / config.getoption("--report-dir")).resolve(), config.getoption("--report-only"))
     config.stash[_STATE] = state
     if not hasattr(config, "workerinput"):
@@ -74,6 +81,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    machine.unconfigure(config)
     writer = config.pluginmanager.get_plugin(_WRITER)
     if writer is not None:
         config.pluginmanager.unregister(writer)

@@ -3,6 +3,12 @@
 Both renderers read the same document (see `result.build_doc`) and show the same things: a summary
 table with one row per result and a "not run" row for every catalog claim without one, then one
 section per result. `rerender` rebuilds md/html from an existing claims.json without training.
+
+A document is data that may come from anywhere, so rendering it reads nothing outside the report
+folder (figure entries such as "../x", "/etc/hostname" or a symlink out of the folder are refused),
+and every text it holds is escaped for the format it lands in (HTML, and markdown, whose viewers
+also render inline HTML). A document that says it is interrupted is written under its own names
+(claims.interrupted.*), so a partial run never replaces a complete report.
 """
 
 from __future__ import annotations
@@ -11,14 +17,19 @@ import base64
 import html
 import json
 import os
+import re
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 from lossscape.report.catalog import Catalog
-from lossscape.report.result import ERROR, NOT_RUN, SCHEMA, SKIPPED, ClaimResult, fmt
+from lossscape.report.result import ERROR, INTERRUPTED, NOT_RUN, SKIPPED, ClaimResult, fmt
+from lossscape.report.schema import ReportError, read_doc
 from lossscape.stats import Verdict
 
 FILES = ("claims.json", "claims.md", "claims.html")
+INTERRUPTED_FILES = ("claims.interrupted.json", "claims.interrupted.md", "claims.interrupted.html")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RULE = ("A claim is supported when the effect and its whole CI lie in the claimed region and the "
         "Holm-adjusted p-value is below alpha, refuted when the whole CI lies on the other side, "
         "and inconclusive otherwise.")
@@ -26,10 +37,29 @@ SUMMARY_COLUMNS = ("ID", "Claim", "Source", "Reported", "Params", "Measured", "p
 
 
 def load_doc(path) -> dict:
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    if doc.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: schema {doc.get('schema')!r}, this lossscape reads schema {SCHEMA}")
-    return doc
+    """A claims.json, checked (`schema.read_doc`): ReportError, one line, for anything unusable."""
+    return read_doc(path)
+
+
+def report_files(doc: dict) -> tuple[str, str, str]:
+    """The json, md and html names a document is written under: its own for an interrupted run."""
+    return INTERRUPTED_FILES if doc.get("interrupted") else FILES
+
+
+def _figure_inside(rel: str) -> bool:
+    """True when the figure path names a file below the report folder by its words alone: relative,
+    no "..", no backslash or NUL (which other systems or os calls read differently)."""
+    p = PurePosixPath(rel)
+    return bool(rel) and not p.is_absolute() and ".." not in p.parts and not re.search(r"[\\\x00]", rel)
+
+
+def _figure_file(report_dir: Path, rel: str) -> Path | None:
+    """The figure's file when it lies inside the report folder once symlinks are followed, else None."""
+    if not _figure_inside(rel):
+        return None
+    root = report_dir.resolve()
+    path = (root / rel).resolve()
+    return path if path.is_relative_to(root) and path != root else None
 
 
 def _rows(doc: dict) -> list[tuple[dict, ClaimResult | None]]:
@@ -63,7 +93,7 @@ def _summary_cells(entry: dict, r: ClaimResult | None) -> list[str]:
 
 def _counts(doc: dict) -> str:
     verdicts = [r.verdict if r else NOT_RUN for _, r in _rows(doc)]
-    order = [v.value for v in Verdict] + [ERROR, SKIPPED, NOT_RUN]
+    order = [v.value for v in Verdict] + [ERROR, INTERRUPTED, SKIPPED, NOT_RUN]
     return ", ".join(f"{v}: {verdicts.count(v)}" for v in order if v in verdicts)
 
 
@@ -96,31 +126,55 @@ def _detail_lines(entry: dict, r: ClaimResult) -> list[tuple[str, str]]:
     return [(k, v) for k, v in lines if v]
 
 
+def _interrupted_note(doc: dict) -> str:
+    return (f"INTERRUPTED: this report is partial ({doc['interrupted']}); only the claim tests that ran "
+            "before the interruption are in it. A complete report, if any, is claims.html.")
+
+
 # -- markdown ------------------------------------------------------------------------------------
 
-def _md_cell(x) -> str:
-    # markdown viewers render inline HTML, so < and & are escaped too
-    return html.escape(str(x), quote=False).replace("|", "\\|").replace("\n", " ")
+# Every character that means something inline in CommonMark/GFM (emphasis, code, links and images,
+# tables, strikethrough, math, headings' closing #, escapes); a backslash makes each one literal.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$#])")
+
+
+def _md(x) -> str:
+    """Any text as literal markdown on one line: viewers render inline HTML, so <, > and & become
+    entities, and the markdown punctuation above is backslash-escaped."""
+    text = html.escape(str(x), quote=False).replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _md_table(columns, rows) -> list[str]:
-    return (["| " + " | ".join(map(_md_cell, columns)) + " |", "|" + "---|" * len(columns)]
-            + ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows])
+    return (["| " + " | ".join(map(_md, columns)) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(map(_md, row)) + " |" for row in rows])
 
 
-def render_markdown(doc: dict) -> str:
+def _md_figure(r: ClaimResult, rel: str, report_dir: Path | None) -> str:
+    inside = _figure_inside(rel) if report_dir is None else _figure_file(report_dir, rel) is not None
+    if not inside:
+        return f"\nfigure outside the report folder, not linked: {_md(rel)}"
+    return f"\n![{_md(r.label())}: {_md(PurePosixPath(rel).stem)}]({quote(rel)})"
+
+
+def render_markdown(doc: dict, report_dir=None) -> str:
+    """The report as markdown; with `report_dir`, figure links are checked there (symlinks followed)."""
+    report_dir = None if report_dir is None else Path(report_dir)
     rows = _rows(doc)
-    out = ["# lossscape: claims report", ""] + [f"- {line}" for line in _header_lines(doc)] + ["", RULE, ""]
+    out = ["# lossscape: claims report", ""]
+    if doc.get("interrupted"):
+        out += [f"**{_md(_interrupted_note(doc))}**", ""]
+    out += [f"- {_md(line)}" for line in _header_lines(doc)] + ["", RULE, ""]
     out += ["## Summary", ""] + _md_table(SUMMARY_COLUMNS, [_summary_cells(e, r) for e, r in rows])
     for entry, r in rows:
         if r is None:
             continue
-        out += ["", f"## {r.label()}: {r.verdict}", ""]
-        out += [f"- **{k}**: {_md_cell(v)}" for k, v in _detail_lines(entry, r)]
-        out += [f"- **Caveat**: {_md_cell(c)}" for c in r.caveats]
+        out += ["", f"## {_md(r.label())}: {_md(r.verdict)}", ""]
+        out += [f"- **{k}**: {_md(v)}" for k, v in _detail_lines(entry, r)]
+        out += [f"- **Caveat**: {_md(c)}" for c in r.caveats]
         for t in r.tables:
-            out += ["", f"**{t.get('title', '')}**", ""] + _md_table(t["columns"], t["rows"])
-        out += [f"\n![{r.label()}: {Path(f).stem}]({f})" for f in r.figures]
+            out += ["", f"**{_md(t.get('title', ''))}**", ""] + _md_table(t["columns"], t["rows"])
+        out += [_md_figure(r, f, report_dir) for f in r.figures]
     return "\n".join(out) + "\n"
 
 
@@ -133,7 +187,8 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; tex
 th { background: #f3f3f3; }
 .v { font-weight: 600; white-space: nowrap; }
 .supported { color: #1a7f37; } .refuted { color: #c0392b; } .inconclusive { color: #b7791f; } .verified { color: #1a7f37; } .failed { color: #c0392b; }
-.error, .skipped, .not-run { color: #777; }
+.error, .interrupted, .skipped, .not-run { color: #777; }
+.banner { border: 2px solid #c0392b; padding: 0.5em; color: #c0392b; font-weight: 600; }
 section { border-top: 1px solid #ddd; margin-top: 1.5em; }
 img { max-width: 100%; display: block; margin: 0.5em 0; }
 .meta { color: #555; } .missing { color: #c0392b; }
@@ -156,11 +211,16 @@ def _html_table(columns, rows, verdict_col=None) -> str:
 
 
 def _html_figure(report_dir: Path, rel: str) -> str:
-    path = report_dir / rel
+    path = _figure_file(report_dir, rel)
+    if path is None:
+        return f'<p class="missing">figure outside the report folder, not shown: {_e(rel)}</p>'
     if not path.is_file():
         return f'<p class="missing">figure not found: {_e(rel)}</p>'
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{_e(rel)}" src="data:image/png;base64,{data}">'
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(PNG_SIGNATURE):  # only our figures are inlined, never another file of the folder
+        return f'<p class="missing">figure is not a PNG image, not shown: {_e(rel)}</p>'
+    return f'<img alt="{_e(rel)}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
 
 
 def render_html(doc: dict, report_dir) -> str:
@@ -170,6 +230,7 @@ def render_html(doc: dict, report_dir) -> str:
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
              f"<title>lossscape: claims report</title><style>{CSS}</style></head><body>",
              "<h1>lossscape: claims report</h1>",
+             f'<p class="banner">{_e(_interrupted_note(doc))}</p>' if doc.get("interrupted") else "",
              "<ul class=\"meta\">" + "".join(f"<li>{_e(line)}</li>" for line in _header_lines(doc)) + "</ul>",
              f"<p>{_e(RULE)}</p><h2>Summary</h2>",
              _html_table(SUMMARY_COLUMNS, [_summary_cells(e, r) for e, r in rows], verdict_col=7)]
@@ -208,15 +269,20 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_reports(doc: dict, out_dir, *, json_too=True) -> list[Path]:
-    """Write claims.json (unless `json_too` is False), claims.md and claims.html into `out_dir`."""
+    """Write claims.json (unless `json_too` is False), claims.md and claims.html into `out_dir`
+    (claims.interrupted.* for an interrupted run's document). ReportError when the folder is not writable."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    texts = {"claims.md": render_markdown(doc), "claims.html": render_html(doc, out_dir)}
+    json_name, md_name, html_name = report_files(doc)
+    texts = {md_name: render_markdown(doc, out_dir), html_name: render_html(doc, out_dir)}
     if json_too:
-        texts["claims.json"] = json.dumps(doc, indent=1, allow_nan=False) + "\n"
-    for name, text in texts.items():
-        _write_atomic(out_dir / name, text)
-    return [out_dir / name for name in FILES if name in texts]
+        texts[json_name] = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            _write_atomic(out_dir / name, text)
+    except OSError as exc:
+        raise ReportError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+    return [out_dir / name for name in report_files(doc) if name in texts]
 
 
 def rerender(report_dir) -> list[Path]:

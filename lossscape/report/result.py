@@ -17,8 +17,9 @@ import numpy as np
 from lossscape.stats import DECREASING, EQUIVALENT, INCREASING, TestResult, Verdict, decide, holm, lean
 
 SCHEMA = 2  # 2: p_opposite (refuted needs its own test), min_p, mde, lean, verified checks
-# Rows without statistical evidence: the test raised, was skipped, or never ran in this session.
-ERROR, SKIPPED, NOT_RUN = "error", "skipped", "not run"
+# Rows without statistical evidence: the test raised, was interrupted (Ctrl-C) before it ended, was
+# skipped, or never ran in this session.
+ERROR, INTERRUPTED, SKIPPED, NOT_RUN = "error", "interrupted", "skipped", "not run"
 
 
 def fmt(x, digits=3) -> str:
@@ -29,7 +30,7 @@ def fmt(x, digits=3) -> str:
 @dataclass
 class ClaimResult:
     id: str
-    verdict: str                           # final verdict (after Holm), or ERROR / SKIPPED
+    verdict: str                           # final verdict (after Holm), or ERROR / INTERRUPTED / SKIPPED
     measured_text: str = ""                # one line: "sharpness ratio 3.2 [2.1, 4.8]"
     params: str = ""                       # the test's parametrization id, e.g. "mnist1d-mlp"
     statistic: dict | None = None          # {"name": "kendall_tau_b", "value": 0.61}
@@ -61,7 +62,7 @@ class ClaimResult:
     details: dict = field(default_factory=dict)
     wall_time_s: float | None = None
     test_nodeid: str = ""
-    outcome: str = ""                      # pytest outcome of the test's call phase
+    outcome: str = ""                      # pytest outcome of the test's call phase, or INTERRUPTED
 
     @classmethod
     def from_test(cls, id: str, test: TestResult, *, label: str = "", **extra) -> "ClaimResult":

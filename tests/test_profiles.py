@@ -1,0 +1,75 @@
+"""Experiment profiles (fixtures/profiles.toml): what the claims' grids are allowed to be."""
+
+import pytest
+
+from lossscape.config import ConfigError
+from lossscape.profiles import PROFILES, load_profile
+
+# The grids whose wall times claims read: BS-3, BS-4 (total time) and DP-2 (total time) read
+# `timing`, DP-2 (epoch time) `dp_timing`, LR-2 `lr_timing`, FO-3 `freezeout`.
+TIMED_GRIDS = ("timing", "dp_timing", "lr_timing", "freezeout")
+
+
+def _runs(profile, population: bool) -> dict[str, str]:
+    """Config (seed aside) -> "profile.grid" for every run of the profile's grids of one kind."""
+    return {cfg.replace(seed=0).to_json(): f"{profile.name}.{g.name}"
+            for g in profile.grids.values() if g.population == population
+            for setting in profile.settings for cfg in g.configs(setting).values()}
+
+
+def test_timing_grids_are_single_model_runs_no_population_grid_shares_D12():
+    profiles = [load_profile(name) for name in PROFILES]
+    for p in profiles:
+        assert {g for g in TIMED_GRIDS if g in p.grids} >= {"timing", "dp_timing"}
+        assert not any(p.grids[g].population for g in TIMED_GRIDS if g in p.grids), p.name
+    # one cache serves every profile, so a population run of any profile could be served
+    pooled = {k: v for p in profiles for k, v in _runs(p, True).items()}
+    single = {k: v for p in profiles for k, v in _runs(p, False).items()}
+    assert not {single[k]: pooled[k] for k in single.keys() & pooled.keys()}
+    smoke = load_profile("smoke")  # the reported case: equal timing and budget configs
+    budget = smoke.grid("budget").configs(smoke.settings[0])
+    assert all(cfg != budget.get(k) for k, cfg in smoke.grid("timing").configs(smoke.settings[0]).items())
+
+
+TWO_GRIDS = """
+[smoke]
+seeds = 2
+batch_sizes = [16, 64]
+
+[[smoke.settings]]
+id = "tiny"
+dataset = "mnist1d"
+n_samples = 1000
+
+[smoke.grids.budget]
+stop = "epochs"
+epochs = 3
+
+[smoke.grids.timing]
+population = false
+stop = "epochs"
+epochs = {timing_epochs}
+"""
+
+
+def test_a_single_model_grid_equal_to_a_population_grid_is_refused_D12(tmp_path):
+    path = tmp_path / "profiles.toml"
+    path.write_text(TWO_GRIDS.format(timing_epochs=3))
+    with pytest.raises(ConfigError, match=r"^smoke\.grids\.timing: .*batch size 16.*population grid smoke\.grids\.budget"):
+        load_profile("smoke", path=path)
+    path.write_text(TWO_GRIDS.format(timing_epochs=4))  # one field apart: distinct runs in the cache
+    assert load_profile("smoke", path=path).grid("timing").fields["epochs"] == 4
+
+
+def test_wall_time_claims_refuse_a_population_grid_D12():
+    from types import SimpleNamespace
+
+    from claims._common import single_model, time_to_minimum_test
+    smoke = load_profile("smoke")
+    budget = SimpleNamespace(spec=smoke.grid("budget"))  # a population grid, as the smoke timing grid once was
+    with pytest.raises(ValueError, match="'budget' trains seed populations"):
+        single_model(budget)
+    with pytest.raises(ValueError, match="'budget' trains seed populations"):
+        time_to_minimum_test(SimpleNamespace(batch_sizes=[16, 256], by_batch=dict), budget)
+    timing = SimpleNamespace(spec=smoke.grid("timing"))
+    assert single_model(timing) is timing
