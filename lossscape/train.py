@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from . import freezeout
-from .config import ConfigError, RunConfig
+from .config import DATA_SEED_STRIDE, ConfigError, RunConfig
 from .data import load_dataset
 from .footprint import check_memory
 from .models import build_model, has_batchnorm
@@ -122,7 +122,7 @@ def data_seed(seed: int) -> int:
     DistributedSampler(seed=...), whose per-epoch permutation is the same randperm, so k ranks see
     exactly the examples one process sees in each global batch.
     """
-    return seed * 1_000_003
+    return seed * DATA_SEED_STRIDE
 
 
 def diverged(row: dict, n_classes: int) -> bool:
