@@ -9,6 +9,7 @@ The report itself (reports/claims.{json,md,html}) is written by lossscape.report
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -37,9 +38,16 @@ def pytest_addoption(parser):
     g = parser.getgroup("lossscape")
     g.addoption("--profile", choices=PROFILES, default=None,
                 help="experiment profile from fixtures/profiles.toml (default: cpu; gpu with -m gpu)")
-    g.addoption("--seeds", type=int, default=None, help="number of seeds (0..N-1), overriding the profile")
+    g.addoption("--seeds", type=_seed_count, default=None, help="number of seeds (0..N-1), overriding the profile")
     g.addoption("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
     g.addoption("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
+
+
+def _seed_count(text: str) -> int:
+    """--seeds N: a usage error, not an INTERNALERROR from the profile loader, unless N >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a positive number N (seeds 0..N-1)")
+    return int(text)
 
 
 def _profile_name(config) -> str:

@@ -2,22 +2,29 @@
 
     lossscape run --dataset mnist1d --model mlp --batch-size 64 --lr 0.05 --epochs 10 --seed 0
     lossscape run ... --seeds 0-4          # a population of seeds, trained as one stacked model
-    lossscape run ... --json               # the Run's metrics as JSON on stdout
+    lossscape run ... --json               # the Run's metrics as JSON on stdout (NaN, Infinity: null)
     lossscape report                       # re-render reports/claims.{md,html} from claims.json
 
-Bad arguments print one line and exit with status 2.
+Bad arguments, unusable data and a width or population that cannot fit in memory print one line
+and exit with status 2. Output piped into a reader that stops early (`| head`) ends quietly: the
+run still trains to the end and is cached.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import warnings
 
 import numpy as np
 
-from .config import DTYPES, MODELS, SCHEDULES, STOP_RULES, ConfigError, RunConfig
+from .config import DTYPES, MAX_SEED, MODELS, SCHEDULES, STOP_RULES, ConfigError, RunConfig
 from .data import DATASETS
+
+# A population trains in one process; train_population's memory estimate bounds it further.
+MAX_SEEDS = 1_000_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,15 +35,26 @@ class _Parser(argparse.ArgumentParser):
 def _seeds(text: str) -> list[int]:
     """'0-4' -> [0..4]; '0,2,5' -> [0, 2, 5]."""
     try:
-        out = []
+        ranges = []
         for part in text.split(","):
             lo, _, hi = part.partition("-")
-            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+            ranges.append(range(int(lo), int(hi) + 1) if hi else range(int(lo), int(lo) + 1))
     except ValueError:
         raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a range like 0-4 or a list like 0,2,5") from None
-    if not out or min(out) < 0:
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: non-negative seeds like 0-4")
-    return out
+    # checked on the ranges, before a list as long as a mistyped range is built
+    if not any(ranges) or min(r.start for r in ranges if r) < 0 or max(r.stop - 1 for r in ranges if r) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: seeds in 0..{MAX_SEED}, like 0-4")
+    if sum(map(len, ranges)) > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: at most {MAX_SEEDS:,} seeds")
+    return [s for r in ranges for s in r]
+
+
+def _epoch_list(text: str) -> tuple[int, ...]:
+    """'10,20' -> (10, 20)."""
+    try:
+        return tuple(int(e) for e in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: comma-separated epochs like 10,20") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     r.add_argument("--base-batch-size", type=int, default=None, help="linear_scaling: the batch the LR is given for")
     r.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    r.add_argument("--decay-epochs", type=lambda t: tuple(int(e) for e in t.split(",")), default=d.decay_epochs,
+    r.add_argument("--decay-epochs", type=_epoch_list, default=d.decay_epochs,
                    help="step: comma-separated epochs, e.g. 10,20")
     r.add_argument("--decay-factor", type=float, default=d.decay_factor)
     r.add_argument("--decay-target", choices=("lr", "batch"), default=d.decay_target,
@@ -95,6 +113,26 @@ def _config(a) -> RunConfig:
         device=a.device, dtype=a.dtype)
 
 
+def _say(text: str) -> None:
+    """Print a line of results. Once the reader has gone (`| head`), the rest goes nowhere: the run
+    keeps training and is cached, and the exit does not fail flushing it."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _json_safe(value):
+    """JSON has no NaN or Infinity (a diverged run's losses and distances): they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def summary(run) -> dict:
     """The metrics of a Run that a person or a script reads (no weights)."""
     last = run.history[-1] if run.history else {}
@@ -119,10 +157,10 @@ class _Table:
 
     def row(self, seed, row):
         if not self.seeds_shown:
-            print("  ".join(f"{c:>10}" for c in _COLUMNS), flush=True)
+            _say("  ".join(f"{c:>10}" for c in _COLUMNS))
         self.seeds_shown.add(seed)
         vals = [seed] + [row.get(c) for c in _COLUMNS[1:]]
-        print("  ".join(f"{v:>10.4f}" if isinstance(v, float) else f"{v!s:>10}" for v in vals), flush=True)
+        _say("  ".join(f"{v:>10.4f}" if isinstance(v, float) else f"{v!s:>10}" for v in vals))
 
 
 def _run(a) -> int:
@@ -151,7 +189,7 @@ def _run(a) -> int:
         runs = RunStore(a.cache_dir).get_or_train_population(cfg, seeds, progress=progress)
     if a.json:
         out = [summary(r) for r in runs]
-        print(json.dumps(out[0] if a.seeds is None else out, indent=1))
+        _say(json.dumps(_json_safe(out[0] if a.seeds is None else out), indent=1, allow_nan=False))
         return 0
     for r in runs:
         if r.config.seed not in table.seeds_shown:  # a cached run: show the table it would have printed
@@ -160,7 +198,7 @@ def _run(a) -> int:
     for r in runs:
         s = summary(r)
         final = ", ".join(f"{k} {v:.4f}" for k, v in s["final"].items())
-        print(f"seed {r.config.seed}: stopped ({r.stop_reason}) after {r.epochs_run} epochs, "
+        _say(f"seed {r.config.seed}: stopped ({r.stop_reason}) after {r.epochs_run} epochs, "
               f"{r.total_time_s:.1f} s; {final}; median update norm {s['update_norm_median']:.3g}")
     return 0
 
@@ -185,14 +223,21 @@ def _report(a) -> int:
 
 def main(argv=None) -> int:
     from .cache import CacheError
-    from .data import DatasetNotFoundError
+    from .data import DataError, DatasetNotFoundError
 
     a = _parser().parse_args(argv)
-    try:
-        return _run(a) if a.command == "run" else _report(a)
-    except (ConfigError, DatasetNotFoundError, CacheError) as exc:
-        print(f"lossscape {a.command}: error: {exc}".replace("\n", " "), file=sys.stderr)
-        return 2
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        # one line, as the errors: the warning's text without the Python source line behind it
+        print(f"lossscape {a.command}: warning: {message}".replace("\n", " "), file=sys.stderr)
+
+    with warnings.catch_warnings():  # restores showwarning for a caller that runs main() in-process
+        warnings.showwarning = show_warning
+        try:
+            return _run(a) if a.command == "run" else _report(a)
+        except (ConfigError, DataError, DatasetNotFoundError, CacheError) as exc:
+            print(f"lossscape {a.command}: error: {exc}".replace("\n", " "), file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .data import validate_request
 
@@ -20,6 +23,11 @@ DECAY_TARGETS = ("lr", "batch")
 FREEZE_SPACINGS = ("linear", "cubic")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
+# train.data_seed spaces runs' data-order seeds by this stride and adds the epoch; torch seeds are
+# int64, so seeds stop where seed * stride + epochs would leave it, and epochs stay below the stride
+# (which is also what keeps seeds s and s + 1 from sharing an epoch's order).
+DATA_SEED_STRIDE = 1_000_003
+MAX_SEED = (2**63 - 1) // DATA_SEED_STRIDE - 1
 
 
 class ConfigError(ValueError):
@@ -67,8 +75,7 @@ class RunConfig:
     record_snapshots: tuple[int, ...] = field(default=())  # extra epochs at which to keep weights
 
     def __post_init__(self):
-        object.__setattr__(self, "decay_epochs", tuple(self.decay_epochs))
-        object.__setattr__(self, "record_snapshots", tuple(self.record_snapshots))
+        _normalize(self)
         _validate(self)
 
     # -- identity ---------------------------------------------------------------------------
@@ -109,7 +116,34 @@ class RunConfig:
         return self.lr
 
 
+def _normalize(c: RunConfig) -> None:
+    """Numpy scalars become the Python scalars they hold, ints in float fields become floats, and
+    sequences become tuples: equal settings must give equal JSON, hence equal cache keys."""
+    for f in dataclasses.fields(c):
+        value, kind = getattr(c, f.name), f.type.split(" | ")[0]
+        if kind.startswith("tuple"):
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                _fail(f.name, value, "a sequence of integers (epochs), e.g. (10, 20)")
+            value = tuple(_plain(v) for v in value)
+        else:
+            value = _plain(value)
+            if kind == "float" and _is_int(value):
+                try:
+                    value = float(value)
+                except OverflowError:
+                    _fail(f.name, value, "a finite number")
+        object.__setattr__(c, f.name, value)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _validate(c: RunConfig) -> None:
+    for f in dataclasses.fields(c):
+        # bool is checked exactly: "False" and 1 are truthy look-alikes that would change behaviour or key
+        if f.type == "bool" and not isinstance(getattr(c, f.name), bool):
+            _fail(f.name, getattr(c, f.name), "True or False")
     try:
         validate_request(c.dataset, c.n_samples)
     except ValueError as exc:
@@ -160,8 +194,8 @@ def _validate(c: RunConfig) -> None:
         _fail("freeze_spacing", c.freeze_spacing, ", ".join(FREEZE_SPACINGS))
     if c.stop not in STOP_RULES:
         _fail("stop", c.stop, ", ".join(STOP_RULES))
-    if not _is_int(c.epochs) or c.epochs < 1:
-        _fail("epochs", c.epochs, "a positive integer")
+    if not _is_int(c.epochs) or not 1 <= c.epochs < DATA_SEED_STRIDE:
+        _fail("epochs", c.epochs, f"an integer in 1..{DATA_SEED_STRIDE - 1}")
     if c.stop == "target_loss":
         if c.target_loss is None or not _finite(c.target_loss) or c.target_loss <= 0:
             _fail("target_loss", c.target_loss, "a finite number > 0 when stop='target_loss'")
@@ -172,8 +206,8 @@ def _validate(c: RunConfig) -> None:
             _fail("patience", c.patience, "a positive integer when stop='early_stop'")
     elif c.patience is not None:
         _fail("patience", c.patience, "None unless stop='early_stop'")
-    if not _is_int(c.seed) or c.seed < 0:
-        _fail("seed", c.seed, "an integer >= 0")
+    if not _is_int(c.seed) or not 0 <= c.seed <= MAX_SEED:
+        _fail("seed", c.seed, f"an integer in 0..{MAX_SEED}")
     if not _is_int(c.world_size) or c.world_size < 1:
         _fail("world_size", c.world_size, "a positive integer")
     if c.batch_size % c.world_size:

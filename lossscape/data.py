@@ -6,7 +6,8 @@
 Nothing is fetched from the network. `mnist1d` and `digits` are generated or bundled locally;
 `mnist` and `cats_vs_dogs` read files from `data_dir` (default: the LOSSSCAPE_DATA environment
 variable) and raise `DatasetNotFoundError`, with a message saying which files go where, when they
-are absent.
+are absent. Bad arguments and unusable files (corrupt, truncated, empty, one class only) raise
+`DataError`, a ValueError whose one-line message names the argument or the file.
 
 Split semantics, the same for every dataset:
 - `n_samples` is the total number of examples across train/val/test, drawn class-balanced and
@@ -76,6 +77,11 @@ class DatasetNotFoundError(FileNotFoundError):
     """A file-backed dataset's files are absent; the message says which files go where."""
 
 
+class DataError(ValueError):
+    """A bad data request or unusable data files: one line naming the argument or the file, and what
+    is allowed or what is wrong with it (the `lossscape` command prints it and exits with status 2)."""
+
+
 def load_dataset(name: str, *, n_samples: int | None = None, val_fraction: float = 0.2,
                  split_seed: int = 0, data_dir: str | os.PathLike | None = None,
                  image_size: int = 64) -> Dataset:
@@ -88,11 +94,11 @@ def load_dataset(name: str, *, n_samples: int | None = None, val_fraction: float
     validate_request(name, n_samples)
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
             or not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction: got {val_fraction!r}; allowed: 0 < val_fraction < 1")
+        raise DataError(f"val_fraction: got {val_fraction!r}; allowed: 0 < val_fraction < 1")
     if not _is_int(split_seed) or not 0 <= split_seed < 2**64:
-        raise ValueError(f"split_seed: got {split_seed!r}; allowed: an integer in 0..2**64-1")
+        raise DataError(f"split_seed: got {split_seed!r}; allowed: an integer in 0..2**64-1")
     if not _is_int(image_size) or image_size < 1:
-        raise ValueError(f"image_size: got {image_size!r}; allowed: an integer >= 1")
+        raise DataError(f"image_size: got {image_size!r}; allowed: an integer >= 1")
 
     # Plain Python values, and None for what a dataset ignores, so equal requests share a cache entry.
     key = (name, None if n_samples is None else int(n_samples), float(val_fraction), int(split_seed))
@@ -146,11 +152,11 @@ def _content_sha256(path: Path, size: int, mtime_ns: int) -> str:
 def validate_request(name: str, n_samples: int | None) -> None:
     """The checks RunConfig shares: a known dataset and a size its generator or files allow."""
     if name not in DATASETS:
-        raise ValueError(f"dataset: unknown {name!r}; allowed: {', '.join(DATASETS)}")
+        raise DataError(f"dataset: unknown {name!r}; allowed: {', '.join(DATASETS)}")
     if n_samples is not None and (not _is_int(n_samples) or n_samples < _MIN_SAMPLES):
-        raise ValueError(f"n_samples: got {n_samples!r}; allowed: None or an integer >= {_MIN_SAMPLES}")
+        raise DataError(f"n_samples: got {n_samples!r}; allowed: None or an integer >= {_MIN_SAMPLES}")
     if name == "mnist1d" and n_samples is not None and n_samples % 10:
-        raise ValueError(f"n_samples: got {n_samples}; allowed: a multiple of 10 for mnist1d "
+        raise DataError(f"n_samples: got {n_samples}; allowed: a multiple of 10 for mnist1d "
                          "(its generator makes n_samples // 10 examples per class)")
 
 
@@ -202,7 +208,7 @@ def _split(n: int, n_first: int, gen: torch.Generator) -> tuple[torch.Tensor, to
 def _n_val(n_pool: int, val_fraction: float) -> int:
     n_val = round(val_fraction * n_pool)
     if not 1 <= n_val < n_pool:
-        raise ValueError(f"val_fraction: {val_fraction} of {n_pool} training examples leaves the train or "
+        raise DataError(f"val_fraction: {val_fraction} of {n_pool} training examples leaves the train or "
                          "val split empty; allowed: 0 < val_fraction < 1 with >= 1 example in each")
     return n_val
 
@@ -210,7 +216,7 @@ def _n_val(n_pool: int, val_fraction: float) -> int:
 def _n_test(n: int) -> int:
     n_test = round(TEST_FRACTION * n)
     if not 1 <= n_test <= n - 2:
-        raise ValueError(f"n_samples: {n} examples are too few to split into train, val and test")
+        raise DataError(f"n_samples: {n} examples are too few to split into train, val and test")
     return n_test
 
 
@@ -242,7 +248,7 @@ def _holdout_test(name, X, y, n_samples, val_fraction, gen, n_classes, std_dims)
     """For datasets without a test split: subsample, hold out TEST_FRACTION, then split the rest."""
     if n_samples is not None:
         if n_samples > len(y):
-            raise ValueError(f"n_samples: got {n_samples}; allowed: {_MIN_SAMPLES}..{len(y)} for {name}")
+            raise DataError(f"n_samples: got {n_samples}; allowed: {_MIN_SAMPLES}..{len(y)} for {name}")
         keep = _take(n_samples, y, gen)
         X, y = X[keep], y[keep]
     pool_idx, test_idx = _split(len(y), _n_test(len(y)), gen)
@@ -342,31 +348,33 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a cut-off stream an EOFError
-        raise ValueError(f"{path}: cannot decompress ({e}); the file is corrupt or truncated") from e
+        raise DataError(f"{path}: cannot decompress ({e}); the file is corrupt or truncated") from e
     header = 4 + 4 * ndim
     expected_magic = 0x0800 + ndim  # two zero bytes, type 0x08 = unsigned byte, number of dims
     magic = struct.unpack(">I", raw[:4])[0] if len(raw) >= 4 else None
     if magic != expected_magic:
         found = "none" if magic is None else f"{magic:#010x}"
-        raise ValueError(f"{path}: IDX magic number {found}, expected {expected_magic:#010x}; "
+        raise DataError(f"{path}: IDX magic number {found}, expected {expected_magic:#010x}; "
                          "the file is corrupt or not an MNIST file of this kind")
     if len(raw) < header:
-        raise ValueError(f"{path}: IDX header cut off ({len(raw)} bytes); the file is truncated")
+        raise DataError(f"{path}: IDX header cut off ({len(raw)} bytes); the file is truncated")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     if len(raw) - header != math.prod(dims):
-        raise ValueError(f"{path}: IDX header says shape {dims} ({math.prod(dims)} bytes) but the file "
+        raise DataError(f"{path}: IDX header says shape {dims} ({math.prod(dims)} bytes) but the file "
                          f"holds {len(raw) - header}; the file is truncated or corrupt")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _read_mnist_pair(images_path: Path, labels_path: Path):
     images, labels = _read_idx(images_path, 3), _read_idx(labels_path, 1)
+    if not len(images):
+        raise DataError(f"{images_path}: holds 0 images; an MNIST split needs at least one")
     if images.shape[1:] != (28, 28):
-        raise ValueError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
+        raise DataError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
     if len(labels) != len(images):
-        raise ValueError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
+        raise DataError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
     if len(labels) and labels.max() > 9:
-        raise ValueError(f"{labels_path}: label {labels.max()} outside 0..9")
+        raise DataError(f"{labels_path}: label {labels.max()} outside 0..9")
     # The arrays view read-only bytes; torch.tensor copies them into writable storage.
     return torch.tensor(images), torch.tensor(labels).long()
 
@@ -377,11 +385,11 @@ def _mnist(files: list[Path], n_samples, val_fraction, gen) -> Dataset:
     if n_samples is not None:
         total = len(y_pool) + len(y_test)
         if n_samples > total:
-            raise ValueError(f"n_samples: got {n_samples}; allowed: {_MIN_SAMPLES}..{total} for mnist")
+            raise DataError(f"n_samples: got {n_samples}; allowed: {_MIN_SAMPLES}..{total} for mnist")
         # Keep the official train/test proportions (60k:10k) in the subsample.
         n_pool = round(n_samples * len(y_pool) / total)
         if not 2 <= n_pool < n_samples:
-            raise ValueError(f"n_samples: {n_samples} examples are too few to split into train, val and test")
+            raise DataError(f"n_samples: {n_samples} examples are too few to split into train, val and test")
         keep, keep_test = _take(n_pool, y_pool, gen), _take(n_samples - n_pool, y_test, gen)
         X_pool, y_pool, X_test, y_test = X_pool[keep], y_pool[keep], X_test[keep_test], y_test[keep_test]
     # Subsample before converting: the uint8 images are a quarter of the float32 size.
@@ -414,7 +422,8 @@ def _find_cats_vs_dogs(root: Path | None) -> list[tuple[Path, int]]:
         raise DatasetNotFoundError(f"cats_vs_dogs: no data folder given. {_CATS_VS_DOGS_HELP}")
     base = root / "cats_vs_dogs" if (root / "cats_vs_dogs").is_dir() else root
     if not base.is_dir():
-        raise DatasetNotFoundError(f"cats_vs_dogs: folder {base} does not exist. {_CATS_VS_DOGS_HELP}")
+        problem = "is not a folder" if base.exists() else "does not exist"
+        raise DatasetNotFoundError(f"cats_vs_dogs: {base} {problem}. {_CATS_VS_DOGS_HELP}")
     for folder in [base, *_subfolders(base, {"train", "petimages"})]:
         files = [(p, 0 if p.name.lower().startswith("cat") else 1) for p in folder.iterdir()
                  if p.name.lower().startswith(("cat", "dog")) and _is_image(p)]
@@ -447,7 +456,7 @@ def _decode(path: Path, size: int):
 def _cats_vs_dogs(files: list[tuple[Path, int]], n_samples, val_fraction, image_size, gen) -> Dataset:
     labels = torch.tensor([label for _, label in files])
     if n_samples is not None and n_samples > len(files):
-        raise ValueError(f"n_samples: got {n_samples}; allowed: {_MIN_SAMPLES}..{len(files)} for "
+        raise DataError(f"n_samples: got {n_samples}; allowed: {_MIN_SAMPLES}..{len(files)} for "
                          "cats_vs_dogs (the images found)")
     want = n_samples or len(files)
     order = _stratified_order(labels, gen).tolist()
@@ -466,7 +475,12 @@ def _cats_vs_dogs(files: list[tuple[Path, int]], n_samples, val_fraction, image_
     if bad:
         path, err = bad[0]
         if not images:
-            raise ValueError(f"cats_vs_dogs: none of the {len(bad)} images could be read, e.g. {path}: {err}")
+            raise DataError(f"cats_vs_dogs: none of the {len(bad)} images could be read, e.g. {path}: {err}")
+        # The folder held both classes; what was read must too, or the model learns one class only.
+        counts = torch.bincount(labels[kept], minlength=2).tolist()
+        if min(counts) == 0:
+            raise DataError(f"cats_vs_dogs: after skipping {len(bad)} unreadable image(s) (e.g. {path}: {err}), "
+                            f"{counts[0]} cat and {counts[1]} dog images remain; both classes are needed")
         warnings.warn(f"cats_vs_dogs: skipped {len(bad)} unreadable image(s), e.g. {path}: {err}",
                       stacklevel=4)
     # contiguous() before float(): float() would keep the permuted (channels-last) strides.

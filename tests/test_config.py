@@ -74,3 +74,43 @@ def test_linear_scaling_effective_lr():
     c = RunConfig(schedule="linear_scaling", base_batch_size=32, batch_size=256, lr=0.01)
     assert c.effective_lr == pytest.approx(0.08)
     assert RunConfig(lr=0.01).effective_lr == 0.01
+
+
+def test_numpy_scalars_are_accepted_as_the_python_values_they_hold_D16a():
+    import numpy as np
+    a = RunConfig(seed=np.int64(3), lr=np.float32(0.5), momentum=np.float64(0.5), nesterov=np.bool_(True))
+    b = RunConfig(seed=3, lr=0.5, momentum=0.5, nesterov=True)  # 0.5 is exact in float32
+    assert a == b and a.key() == b.key() and a.to_json() == b.to_json()
+    assert type(a.seed) is int and type(a.lr) is float and type(a.nesterov) is bool
+
+
+def test_numpy_n_samples_gives_a_key_and_a_scalar_decay_epochs_one_line_D16b():
+    import numpy as np
+    assert RunConfig(n_samples=np.int64(1000)).key() == RunConfig(n_samples=1000).key()
+    steps = RunConfig(schedule="step", decay_epochs=np.array([3, 6]), epochs=9)
+    assert steps.decay_epochs == (3, 6) and steps.key() == steps.replace(decay_epochs=[3, 6]).key()
+    for bad in (5, "3,6"):
+        with pytest.raises(ConfigError) as info:
+            RunConfig(schedule="step", decay_epochs=bad, epochs=9)
+        assert str(info.value).startswith("decay_epochs: got") and "allowed" in str(info.value)
+    # an int where a float is due gives the float's key: lr=1 and lr=1.0 are one run
+    assert RunConfig(lr=1).key() == RunConfig(lr=1.0).key()
+
+
+@pytest.mark.parametrize("changes, field", [
+    (dict(freeze_scale_lr="False"), "freeze_scale_lr"),
+    (dict(freeze_scale_lr=0), "freeze_scale_lr"),
+    (dict(nesterov=1, momentum=0.9), "nesterov"),
+    (dict(nesterov="yes", momentum=0.9), "nesterov"),
+])
+def test_bool_fields_take_only_bools_D17(changes, field):
+    with pytest.raises(ConfigError, match=f"^{field}: got .*; allowed: True or False$"):
+        RunConfig(**changes)
+
+
+def test_seeds_whose_data_seed_overflows_int64_are_refused_D3():
+    from lossscape.config import MAX_SEED
+    assert RunConfig(seed=MAX_SEED).seed == MAX_SEED
+    for seed in (MAX_SEED + 1, 2**70):
+        with pytest.raises(ConfigError, match=f"^seed: got {seed}; allowed: an integer in 0..{MAX_SEED}$"):
+            RunConfig(seed=seed)

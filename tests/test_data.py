@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from lossscape import data
-from lossscape.data import DatasetNotFoundError, load_dataset
+from lossscape.data import DataError, DatasetNotFoundError, load_dataset
 
 
 @pytest.fixture
@@ -256,6 +256,43 @@ def test_mnist_corrupt_file_is_named(tmp_path, gz, corrupt, expected):
     assert str(path) in str(info.value)
 
 
+def idx_header(ndim, *dims):
+    return struct.pack(">HBB", 0, 0x08, ndim) + struct.pack(f">{ndim}I", *dims)
+
+
+# Each case damages the tiny MNIST folder in one way: (id, file, how, words the message must hold).
+# The file named is the one the message must name.
+IMAGES, LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
+MNIST_DAMAGE = [
+    ("wrong magic", IMAGES, lambda p: p.write_bytes(corrupt_magic(p.read_bytes())), "magic number"),
+    ("truncated gzip", IMAGES + ".gz", lambda p: p.write_bytes(p.read_bytes()[:40]), "cannot decompress"),
+    ("not gzip", IMAGES + ".gz", lambda p: p.write_bytes(gzip.decompress(p.read_bytes())), "cannot decompress"),
+    ("label count mismatch", LABELS, lambda p: write_idx(p, np.zeros(19, np.uint8)), "19 labels for 20 images"),
+    ("truncated header", IMAGES, lambda p: p.write_bytes(p.read_bytes()[:10]), "header cut off"),
+    ("truncated body", IMAGES, lambda p: p.write_bytes(p.read_bytes()[:-100]), "truncated"),
+    ("0 images", IMAGES, lambda p: write_idx(p, np.zeros((0, 28, 28), np.uint8)), "holds 0 images"),
+    ("2^32 images", IMAGES, lambda p: p.write_bytes(idx_header(3, 2**32 - 1, 28, 28) + bytes(784)), "header says shape"),
+    ("label above 9", LABELS, lambda p: write_idx(p, np.full(20, 10, np.uint8)), "label 10 outside 0..9"),
+    ("27x27 images", IMAGES, lambda p: write_idx(p, np.zeros((20, 27, 27), np.uint8)), "27x27, expected 28x28"),
+]
+
+
+def damage_mnist(folder, name, how):
+    write_mnist(folder, gz=name.endswith(".gz"))
+    path = folder / name
+    how(path)
+    return path
+
+
+@pytest.mark.parametrize("name, how, words", [c[1:] for c in MNIST_DAMAGE], ids=[c[0] for c in MNIST_DAMAGE])
+def test_damaged_mnist_file_is_a_one_line_data_error_naming_it_D1(tmp_path, name, how, words):
+    path = damage_mnist(tmp_path, name, how)
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", data_dir=tmp_path)
+    message = str(info.value)
+    assert str(path) in message and words in message and "\n" not in message
+
+
 def test_mnist_file_replaced_on_disk_is_reread(tmp_path):
     write_mnist(tmp_path)
     first = load_dataset("mnist", data_dir=tmp_path)
@@ -365,6 +402,33 @@ def test_cats_vs_dogs_all_unreadable_is_an_error(tmp_path):
         (tmp_path / name).write_bytes(b"")
     with pytest.raises(ValueError, match="none of the 2 images could be read"):
         load_dataset("cats_vs_dogs", data_dir=tmp_path)
+
+
+def test_cats_vs_dogs_all_unreadable_is_a_data_error_D1(tmp_path):
+    for name in ("cat.0.jpg", "dog.0.jpg"):
+        (tmp_path / name).write_bytes(b"not an image")
+    with pytest.raises(DataError, match="^cats_vs_dogs: none of the 2 images could be read"):
+        load_dataset("cats_vs_dogs", data_dir=tmp_path)
+
+
+def test_cats_vs_dogs_one_class_left_after_skipping_is_an_error_D15(tmp_path):
+    for i in range(6):
+        write_image(tmp_path / f"cat.{i}.jpg", RED)
+        (tmp_path / f"dog.{i}.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError) as info:
+        load_dataset("cats_vs_dogs", data_dir=tmp_path, image_size=4)
+    message = str(info.value)
+    assert "after skipping 6 unreadable image(s)" in message and "6 cat and 0 dog images remain" in message
+    assert "\n" not in message
+
+
+def test_cats_vs_dogs_data_dir_that_is_a_file_is_not_a_folder_D25(tmp_path):
+    path = tmp_path / "images.zip"
+    path.write_bytes(b"PK")
+    with pytest.raises(DatasetNotFoundError, match=f"^cats_vs_dogs: {path} is not a folder\\. "):
+        load_dataset("cats_vs_dogs", data_dir=path)
+    with pytest.raises(DatasetNotFoundError, match=f"^cats_vs_dogs: {tmp_path / 'nowhere'} does not exist\\. "):
+        load_dataset("cats_vs_dogs", data_dir=tmp_path / "nowhere")
 
 
 # ---------------------------------------------------------------------------------------------

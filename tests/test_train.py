@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from lossscape import ConfigError, RunConfig, train, train_population
-from lossscape.train import epoch_permutation, init_model, load_data
+from lossscape.config import MAX_SEED
+from lossscape.train import DIVERGENCE_LOSS_FACTOR, data_seed, diverged, epoch_permutation, init_model, load_data
 
 # 500 MNIST-1D examples: 320 train / 80 val / 100 test, enough to train for real in a second.
 SMALL = dict(dataset="mnist1d", n_samples=500, model="mlp", width=32)
@@ -154,10 +155,69 @@ def test_a_stopped_member_takes_no_more_snapshots():
         assert len(member.snapshots) == len(single.snapshots)
 
 
+def breaks_the_rule(row, n_classes=10):
+    """The rule of train.diverged, restated: a non-finite loss or distance, or an exploded loss."""
+    values = [v for k, v in row.items() if k.endswith("_loss") or k == "epoch_distance"]
+    return not all(math.isfinite(v) for v in values) or row["train_loss"] > DIVERGENCE_LOSS_FACTOR * math.log(n_classes)
+
+
 def test_divergence_is_data_not_an_error():
     run = train(cfg(lr=1e4, epochs=5))
     assert run.stop_reason == "diverged"
-    assert not math.isfinite(run.history[-1]["train_loss"])
+    assert breaks_the_rule(run.history[-1]) and not any(breaks_the_rule(h) for h in run.history[:-1])
+
+
+def test_loss_explosion_with_finite_losses_is_diverged_D5():
+    # The issue's run: training loss 8524 then 6209, epoch distance inf, test loss 4e20; it used to
+    # stop as max_epochs and be cached as a normal run.
+    run = train(RunConfig(dataset="mnist1d", n_samples=1000, model="mlp", width=32, epochs=3, lr=1e4))
+    assert run.stop_reason == "diverged" and run.epochs_run == 1
+    assert math.isfinite(run.history[0]["train_loss"]) and run.history[0]["train_loss"] > 1000
+
+
+@pytest.mark.parametrize("row, expected", [
+    (dict(train_loss=2.3, val_loss=2.3, test_loss=2.3, epoch_distance=1.0), False),
+    (dict(train_loss=0.1, val_loss=30.0, test_loss=30.0, epoch_distance=1.0), False),  # overfitting
+    (dict(train_loss=20 * math.log(10) - 0.01, val_loss=1.0, epoch_distance=1.0), False),
+    (dict(train_loss=20 * math.log(10) + 0.01, val_loss=1.0, epoch_distance=1.0), True),
+    (dict(train_loss=1.0, val_loss=math.nan, epoch_distance=1.0), True),
+    (dict(train_loss=1.0, val_loss=1.0, test_loss=math.inf, epoch_distance=1.0), True),
+    (dict(train_loss=1.0, val_loss=1.0, epoch_distance=math.inf), True),
+    (dict(train_loss=math.nan, val_loss=1.0, epoch_distance=1.0), True),
+])
+def test_divergence_rule_on_loss_explosion_and_non_finite_values_D5(row, expected):
+    assert diverged({"epoch": 1, "epoch_time_s": 0.1, **row}, n_classes=10) is expected
+
+
+def test_aggressive_healthy_run_is_not_diverged_D5():
+    # the smoke setting at the cpu lr_grid's largest LR and smallest batch: spiky, but not diverged
+    runs = train_population(RunConfig(dataset="mnist1d", n_samples=1000, model="mlp", width=32, lr=0.8,
+                                      batch_size=16, epochs=5), [0, 1])
+    assert [r.stop_reason for r in runs] == ["max_epochs"] * 2
+
+
+def test_largest_seed_shuffles_every_epoch_within_int64_D3():
+    last_epoch = 1_000_002  # epochs stay below the data-seed stride
+    assert data_seed(MAX_SEED) + last_epoch < 2**63 <= data_seed(MAX_SEED + 1) + last_epoch
+    assert sorted(epoch_permutation(MAX_SEED, last_epoch, 10).tolist()) == list(range(10))
+
+
+def test_width_that_cannot_fit_in_memory_is_refused_before_allocating_D23():
+    with pytest.raises(ConfigError, match=r"^width: got 1000000; one mlp run needs ~[\d,.]+ GB by estimate") as info:
+        train(cfg(width=10**6))
+    assert "\n" not in str(info.value)
+
+
+def test_population_beyond_memory_is_refused_with_the_most_that_fit_D4():
+    import re
+    with pytest.raises(ConfigError, match=r"^seeds: got 100001 seeds; they need") as info:
+        train_population(cfg(width=1024), range(100001))
+    most = int(re.search(r"at most (\d+) seeds", str(info.value)).group(1))
+    from lossscape.footprint import check_memory
+    from lossscape.train import EVAL_CHUNK
+    check_memory(cfg(width=1024), most, load_data(cfg()), EVAL_CHUNK)  # the bound it states passes
+    with pytest.raises(ConfigError):
+        check_memory(cfg(width=1024), most + 1, load_data(cfg()), EVAL_CHUNK)
 
 
 def test_batch_larger_than_training_set_is_a_config_error():
