@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from lossscape.cache import RunStore, default_root
-from lossscape.profiles import PROFILES, load_profile
+from lossscape.profiles import PROFILES, load_profile, missing_data
 
 pytest_plugins = ["lossscape.report.plugin"]
 
@@ -50,8 +50,18 @@ def pytest_report_header(config):
     p = config.lossscape_profile
     cache = config.getoption("--cache-dir") or default_root()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return (f"lossscape: torch {torch.__version__}, device {device}, profile {p.name}, "
-            f"seeds {p.seeds[0]}..{p.seeds[-1]}, cache {os.path.abspath(cache)}")
+    lines = [f"lossscape: torch {torch.__version__}, device {device}, profile {p.name}, "
+             f"seeds {p.seeds[0]}..{p.seeds[-1]}, cache {os.path.abspath(cache)}"]
+    if _runs_claims(config):  # the plan probes the device: only worth it where claims will train
+        from lossscape.plan import make_plan, summary_line
+        lines.append(f"lossscape: {summary_line(make_plan(p, RunStore(cache)))}")
+    return lines
+
+
+def _runs_claims(config) -> bool:
+    claims = config.rootpath / "claims"
+    paths = [(config.invocation_params.dir / str(a).split("::")[0]).resolve() for a in config.args]
+    return any(p == claims or claims in p.parents for p in paths)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -166,9 +176,6 @@ def measure(store):
 
 
 def _require(setting):
-    if setting.requires:
-        from lossscape.data import DatasetNotFoundError, load_dataset
-        try:
-            load_dataset(setting.requires)
-        except DatasetNotFoundError as exc:
-            pytest.skip(f"setting {setting.id}: {exc}")
+    reason = missing_data(setting)
+    if reason:
+        pytest.skip(reason)

@@ -4,6 +4,7 @@
     lossscape run ... --seeds 0-4          # a population of seeds, trained as one stacked model
     lossscape run ... --json               # the Run's metrics as JSON on stdout
     lossscape report                       # re-render reports/claims.{md,html} from claims.json
+    lossscape plan --profile cpu           # what the profile's grids cost: cached, to train, time
 
 Bad arguments print one line and exit with status 2.
 """
@@ -81,7 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the metrics as JSON instead of tables")
     rep = sub.add_parser("report", help="re-render the claims report from the last results, without training")
     rep.add_argument("--report-dir", default="reports")
+    _profile_parsers(sub)
     return p
+
+
+def _profile_parsers(sub) -> None:
+    """The subcommands that act on a whole profile's grids (lossscape.plan)."""
+    from .profiles import PROFILES
+
+    pl = sub.add_parser("plan", help="what a profile's grids will cost: runs cached, to train, expected time")
+    pl.add_argument("--profile", choices=PROFILES, required=True)
+    pl.add_argument("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache); only read")
+    pl.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
 
 
 def _config(a) -> RunConfig:
@@ -177,12 +189,27 @@ def _report(a) -> int:
     return 0
 
 
+def _plan(a) -> int:
+    from .cache import RunStore
+    from .plan import make_plan, render
+    from .profiles import load_profile
+
+    if a.data_dir:
+        os.environ["LOSSSCAPE_DATA"] = a.data_dir
+    for line in render(make_plan(load_profile(a.profile), RunStore(a.cache_dir))):
+        print(line)
+    return 0
+
+
+_COMMANDS = {"run": _run, "report": _report, "plan": _plan}
+
+
 def main(argv=None) -> int:
     from .data import DatasetNotFoundError
 
     a = _parser().parse_args(argv)
     try:
-        return _run(a) if a.command == "run" else _report(a)
+        return _COMMANDS[a.command](a)
     except (ConfigError, DatasetNotFoundError) as exc:
         print(f"lossscape {a.command}: error: {exc}".replace("\n", " "), file=sys.stderr)
         return 2

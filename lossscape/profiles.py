@@ -22,7 +22,7 @@ from .config import ConfigError, RunConfig
 PROFILE_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "profiles.toml"
 PROFILES = ("smoke", "cpu", "gpu")
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
-_GRID_KEYS = {"batch_sizes", "lrs", "seeds", "population", "why"}
+_GRID_KEYS = {"batch_sizes", "lrs", "seeds", "population", "expect_epochs", "why"}
 _SETTING_KEYS = {"id", "why", "requires"}
 
 
@@ -41,6 +41,9 @@ class GridSpec:
     lrs: tuple[float, ...] | None
     seeds: tuple[int, ...]
     population: bool  # False: one process per run, for claims about wall time
+    # Under a stop rule that can end before the cap: the epochs a pilot took at the grid's smallest
+    # batch (lossscape.plan scales it to the other cells); None: the plan assumes the cap.
+    expect_epochs: float | None = None
 
     def configs(self, setting: Setting) -> dict[tuple[int, float], RunConfig]:
         """(batch size, lr) -> config; lr is the setting's unless the grid sweeps its own."""
@@ -67,6 +70,15 @@ class Profile:
     grids: dict[str, GridSpec] = field(default_factory=dict)
     params: dict = field(default_factory=dict)  # claim-specific knobs (epoch k of BS-1, radii, ...)
 
+    def cells(self):
+        """(setting, grid, config) for every configuration the profile's grids train, in file order;
+        the seeds a cell trains are its grid's. The harness's `grids` fixture builds the same
+        configs through GridSpec.configs, so a plan and a run never disagree on what a cell is."""
+        for setting in self.settings:
+            for spec in self.grids.values():
+                for cfg in spec.configs(setting).values():
+                    yield setting, spec, cfg
+
     def grid(self, name: str) -> GridSpec:
         if name not in self.grids:
             raise ConfigError(f"grid: {name!r} is not in profile {self.name!r}; allowed: {', '.join(self.grids)}")
@@ -91,9 +103,21 @@ def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FIL
         fields.setdefault("device", raw.get("device", "cpu"))
         grid_seeds = tuple(range(g["seeds"])) if "seeds" in g and n_seeds is None else seeds
         grids[gname] = GridSpec(gname, fields, tuple(g.get("batch_sizes", batch_sizes)),
-                                tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True))
+                                tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True),
+                                g.get("expect_epochs"))
     return Profile(name, raw.get("description", ""), raw.get("device", "cpu"), seeds, batch_sizes, settings,
                    grids, raw.get("params", {}))
+
+
+def missing_data(setting: Setting) -> str | None:
+    """Why a setting cannot run here (its dataset's files are absent), or None."""
+    if setting.requires:
+        from .data import DatasetNotFoundError, load_dataset
+        try:
+            load_dataset(setting.requires)
+        except DatasetNotFoundError as exc:
+            return f"setting {setting.id}: {exc}"
+    return None
 
 
 def _setting(s: dict) -> Setting:
