@@ -5,6 +5,7 @@
     lossscape run ... --json               # the Run's metrics as JSON on stdout
     lossscape report                       # re-render reports/claims.{md,html} from claims.json
     lossscape plan --profile cpu           # what the profile's grids cost: cached, to train, time
+    lossscape sweep --profile gpu --executor ray --address auto   # train the missing cells on Ray
 
 Bad arguments print one line and exit with status 2.
 """
@@ -94,6 +95,14 @@ def _profile_parsers(sub) -> None:
     pl.add_argument("--profile", choices=PROFILES, required=True)
     pl.add_argument("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache); only read")
     pl.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
+    sw = sub.add_parser("sweep", help="train a profile's missing grid cells as tasks on a cluster engine")
+    sw.add_argument("--profile", choices=PROFILES, required=True)
+    sw.add_argument("--executor", choices=("ray",), required=True)
+    sw.add_argument("--address", default=None,
+                    help="an existing Ray cluster (auto, host:6379, ray://host:10001); default: start a local one")
+    sw.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (default: all)")
+    sw.add_argument("--cache-dir", default=None, help="run cache every worker reaches (default: LOSSSCAPE_CACHE or ./cache)")
+    sw.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
 
 
 def _config(a) -> RunConfig:
@@ -201,7 +210,20 @@ def _plan(a) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "report": _report, "plan": _plan}
+def _sweep(a) -> int:
+    from .cache import RunStore
+    from .profiles import load_profile
+    from .sweep import sweep
+
+    if a.data_dir:
+        os.environ["LOSSSCAPE_DATA"] = a.data_dir
+    store = RunStore(a.cache_dir)
+    trained = sweep(load_profile(a.profile), store, address=a.address, num_cpus=a.num_cpus)
+    print(f"sweep {a.profile}: trained {trained} runs into {store.root.resolve()}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "report": _report, "plan": _plan, "sweep": _sweep}
 
 
 def main(argv=None) -> int:

@@ -21,8 +21,9 @@ The estimate is a FLOP model times a measured throughput:
   figures (NOMINAL_CUDA, with their reasons) stand in.
 
 Kept out of the run cache's key on purpose, like step_cost: a cost model must not retrain runs.
-Runs that claims train beyond their grids (DP-1's k-rank copy, FO's t0 levels, LR-6's batch
-schedule, X-2's retrains) are not in the plan; they are a few percent of a profile.
+The runs claims train beyond the grids (DP's k-rank copies, FO's models and t0 levels, LR-6's batch
+growth) are listed by lossscape.claim_runs and planned like grid cells; X-1's retrains to a target
+epoch depend on results and are not (a few short runs).
 """
 from __future__ import annotations
 
@@ -160,22 +161,28 @@ def device_throughput(profile: Profile) -> Throughput:
     return probe(cfg, min(profile.batch_sizes), max(profile.batch_sizes))
 
 
-def make_plan(profile: Profile, store, throughput: Throughput | None = None) -> Plan:
-    """The plan of `profile` against `store` (a RunStore; only read: entries are counted, not loaded).
-    `throughput`: the device's figures; probed (or nominal) only if something is left to train."""
-    from .train import load_data
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell's runs left to train: `seeds` of `config`, together when `population`."""
+    setting: str
+    grid: str
+    config: RunConfig
+    seeds: tuple[int, ...]
+    population: bool
 
-    plan = Plan(profile.name)
-    by_grid: dict[tuple[str, str], GridPlan] = {}
+
+def survey(profile: Profile, store) -> tuple[list[GridPlan], list[tuple[GridPlan, Cell, object, float]]]:
+    """Count every grid's runs against `store` (only read: entries are looked up, not loaded) and
+    list the cells left to train, each run once: a run two grids share goes to the first. The
+    grids are the profile's and the runs claims add to them (lossscape.claim_runs)."""
+    from .claim_runs import claim_cells
+
+    grids: dict[tuple[str, str], GridPlan] = {}
     seen: set[str] = set()
-    pending = []  # (grid plan, cfg, seeds to train, population)
-    for setting, spec, cfg in profile.cells():
-        key = (setting.id, spec.name)
-        if key not in by_grid:
-            by_grid[key] = GridPlan(setting.id, spec.name, "")
-            plan.grids.append(by_grid[key])
-        gp = by_grid[key]
-        reason = missing_data(setting)
+    pending = []  # (its grid's plan, the cell, the grid spec, the grid's base LR)
+    for owner, setting, label, spec, cfg in claim_cells(profile):
+        gp = grids.setdefault((owner, label), GridPlan(owner, label, ""))
+        reason = missing_data(setting) if setting else None
         if reason:
             gp.skipped = reason
             continue
@@ -191,24 +198,39 @@ def make_plan(profile: Profile, store, throughput: Throughput | None = None) -> 
                 todo.append(s)
             seen.add(path.name)
         gp.to_train += len(todo)
-        base_lr = {**setting.fields, **spec.fields}.get("lr", RunConfig.lr)
+        base_lr = {**(setting.fields if setting else {}), **spec.fields}.get("lr", RunConfig.lr)
         gp.stop = expected_epochs(cfg, spec, base_lr)[1]
         if todo:
-            pending.append((gp, spec, cfg, todo, base_lr))
+            pending.append((gp, Cell(owner, label, cfg, tuple(todo), spec.population), spec, base_lr))
+    return list(grids.values()), pending
+
+
+def missing_cells(profile: Profile, store) -> list[Cell]:
+    """The cells a sweep trains: every run of the profile that `store` lacks, each once."""
+    return [cell for _, cell, _, _ in survey(profile, store)[1]]
+
+
+def make_plan(profile: Profile, store, throughput: Throughput | None = None) -> Plan:
+    """The plan of `profile` against `store` (a RunStore, only read). `throughput`: the device's
+    figures; probed (or nominal) only if something is left to train."""
+    from .train import load_data
+
+    grids, pending = survey(profile, store)
+    plan = Plan(profile.name, grids)
     if not pending:
         return plan
     tp = plan.throughput = throughput or device_throughput(profile)
-    shapes = {}
-    for gp, spec, cfg, todo, base_lr in pending:
+    flops = {}
+    for gp, cell, spec, base_lr in pending:
+        cfg = cell.config
         ds = load_data(cfg)
         model_key = (cfg.dataset, cfg.n_samples, cfg.model, cfg.width)
-        if model_key not in shapes:
-            shapes[model_key] = forward_flops(cfg, ds)
+        if model_key not in flops:
+            flops[model_key] = forward_flops(cfg, ds)
         epochs = expected_epochs(cfg, spec, base_lr)[0]
-        stacked = spec.population and len(todo) > 1 and not _has_bn(cfg, ds)
-        trainings = [len(todo)] if stacked else [1] * len(todo)
-        for members in trainings:
-            steps, secs = run_seconds(cfg, members, stacked, epochs, ds, shapes[model_key], tp)
+        stacked = cell.population and len(cell.seeds) > 1 and not _has_bn(cfg, ds)
+        for members in [len(cell.seeds)] if stacked else [1] * len(cell.seeds):
+            steps, secs = run_seconds(cfg, members, stacked, epochs, ds, flops[model_key], tp)
             gp.steps += steps * members
             gp.seconds += secs
     return plan
