@@ -105,6 +105,8 @@ def test_expected_epochs_rule():
     assert expected_epochs(cfg.replace(epochs=100, batch_size=256, lr=0.0125), spec, 0.1)[0] == 100  # capped
     scaled = cfg.replace(schedule="linear_scaling", base_batch_size=16, batch_size=256)
     assert expected_epochs(scaled, spec, 0.1)[0] == 30  # linear scaling keeps B / lr: the pilot's epochs
+    target = cfg.replace(stop="target_loss", patience=None, target_loss=0.2, batch_size=256)
+    assert expected_epochs(target, spec, 0.1)[0] == math.ceil(30 * 16 ** 0.8)  # a target loss: nearly constant steps
 
 
 def test_run_seconds_is_the_flop_model():
