@@ -268,14 +268,14 @@ def summary_line(plan: Plan) -> str:
 
 def render(plan: Plan) -> list[str]:
     """The table `lossscape plan` prints: one row per setting and grid, then the total."""
-    head = f"{'setting/grid':<40} {'runs':>5} {'cached':>6} {'shared':>6} {'train':>6} {'steps':>11} {'time':>9}  stop rule"
+    head = f"{'setting/grid':<48} {'runs':>5} {'cached':>6} {'shared':>6} {'train':>6} {'steps':>11} {'time':>9}  stop rule"
     lines = [head, "-" * len(head)]
     for g in plan.grids:
         name = f"{g.setting}/{g.grid}"
         if g.skipped:
-            lines.append(f"{name:<40} skipped: {g.skipped}")
+            lines.append(f"{name:<48} skipped: {g.skipped}")
             continue
-        lines.append(f"{name:<40} {g.runs:>5} {g.cached:>6} {g.shared:>6} {g.to_train:>6} {g.steps:>11,} "
+        lines.append(f"{name:<48} {g.runs:>5} {g.cached:>6} {g.shared:>6} {g.to_train:>6} {g.steps:>11,} "
                      f"{_duration(g.seconds):>9}  {g.stop}")
     lines.append("-" * len(head))
     lines.append(summary_line(plan))
