@@ -6,6 +6,7 @@
     lossscape report                       # re-render reports/claims.{md,html} from claims.json
     lossscape plan --profile cpu           # what the profile's grids cost: cached, to train, time
     lossscape sweep --profile gpu --executor ray --address auto   # train the missing cells on Ray
+    lossscape pilot --profile gpu          # X-1/X-2's targets by the pilot rule, written into the profile
 
 Bad arguments print one line and exit with status 2.
 """
@@ -103,6 +104,12 @@ def _profile_parsers(sub) -> None:
     sw.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (default: all)")
     sw.add_argument("--cache-dir", default=None, help="run cache every worker reaches (default: LOSSSCAPE_CACHE or ./cache)")
     sw.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
+    pi = sub.add_parser("pilot", help="X-1/X-2's target validation losses by the pilot rule (seed 1000), "
+                                      "written into the profile file")
+    pi.add_argument("--profile", choices=PROFILES, required=True)
+    pi.add_argument("--profile-file", default=None, help="the profiles TOML to read and update (default: fixtures/profiles.toml)")
+    pi.add_argument("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
+    pi.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
 
 
 def _config(a) -> RunConfig:
@@ -223,7 +230,22 @@ def _sweep(a) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "report": _report, "plan": _plan, "sweep": _sweep}
+def _pilot(a) -> int:
+    from .cache import RunStore
+    from .pilot import pilot
+    from .profiles import PROFILE_FILE, load_profile
+
+    if a.data_dir:
+        os.environ["LOSSSCAPE_DATA"] = a.data_dir
+    path = a.profile_file or PROFILE_FILE
+    if not os.path.isfile(path):
+        print(f"lossscape pilot: error: --profile-file: {path} is not a file; allowed: a profiles TOML", file=sys.stderr)
+        return 2
+    pilot(load_profile(a.profile, path=path), RunStore(a.cache_dir), path=path)
+    return 0
+
+
+_COMMANDS = {"run": _run, "report": _report, "plan": _plan, "sweep": _sweep, "pilot": _pilot}
 
 
 def main(argv=None) -> int:
