@@ -1,0 +1,79 @@
+"""The gpu profile's every grid x setting (and the runs its claims add, lossscape.claim_runs), built
+as the harness builds them and trained on CPU at toy size: what can break on a GPU machine before
+the GPU is involved (a config the profile cannot build, a model that does not fit its data, a
+schedule, stop rule or population path that fails) breaks here first."""
+import numpy as np
+import pytest
+from PIL import Image
+from test_data import write_mnist
+
+from lossscape.claim_runs import claim_cells
+from lossscape.data import load_dataset
+from lossscape.profiles import load_profile
+from lossscape.train import train, train_population
+
+TOY_SAMPLES = {"mnist1d": 100}  # the others take every file of the toy folders below
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory, monkeypatch_module):
+    root = tmp_path_factory.mktemp("data")
+    write_mnist(root / "mnist")  # 20 train + 10 test images
+    (root / "cats_vs_dogs").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):  # 20 noise images, resized to 64x64 by the loader
+        for animal in ("cat", "dog"):
+            pixels = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "cats_vs_dogs" / f"{animal}.{i}.jpg")
+    monkeypatch_module.setenv("LOSSSCAPE_DATA", str(root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def _toy(cfg):
+    """cfg on the CPU with the toy data, one step per epoch and the fewest epochs its schedule allows."""
+    n_samples = TOY_SAMPLES.get(cfg.dataset)
+    n_train = len(load_dataset(cfg.dataset, n_samples=n_samples).y_train)
+    changes = dict(device="cpu", n_samples=n_samples, batch_size=n_train, epochs=1, world_size=1)
+    if cfg.schedule == "step":
+        changes.update(epochs=2, decay_epochs=(1,))
+    if cfg.schedule == "linear_scaling":
+        changes.update(base_batch_size=max(1, n_train * cfg.base_batch_size // cfg.batch_size))
+    return cfg.replace(**changes)
+
+
+def _cells():
+    """One config per (owner, grid): the first cell of each, as claim_cells lists them."""
+    seen, out = set(), []
+    for owner, setting, label, spec, cfg in claim_cells(load_profile("gpu")):
+        if (owner, label) not in seen:
+            seen.add((owner, label))
+            out.append(pytest.param(spec, cfg, id=f"{owner}/{label}"))
+    return out
+
+
+def test_every_setting_and_grid_is_listed():
+    profile = load_profile("gpu")
+    owners = {p.id.split("/")[0] for p in _cells()}
+    assert {s.id for s in profile.settings} <= owners
+    grids = {p.id.split("/")[1] for p in _cells()}
+    assert set(profile.grids) - {"freezeout"} <= grids
+
+
+@pytest.mark.parametrize("spec, cfg", _cells())
+def test_one_step_of_every_gpu_grid_on_cpu(toy_data, spec, cfg):
+    assert cfg.device == "cuda"  # as the gpu profile builds it; trained here on the CPU
+    toy = _toy(cfg)
+    if spec.population:
+        runs = train_population(toy, spec.seeds[:2])
+        assert [r.config.seed for r in runs] == list(spec.seeds[:2])
+    else:
+        runs = [train(toy.replace(seed=spec.seeds[0]))]
+    for run in runs:
+        assert run.epochs_run >= 1 and run.history[0]["steps"] == 1
+        assert np.isfinite(run.history[0]["train_loss"]) or run.stop_reason == "diverged"
