@@ -30,6 +30,8 @@ def pytest_addoption(parser):
     g.addoption("--seeds", type=int, default=None, help="number of seeds (0..N-1), overriding the profile")
     g.addoption("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
     g.addoption("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
+    g.addoption("--device", choices=("cpu", "cuda"), default=None,
+                help="train the profile's grids on this device instead of its own (e.g. the smoke profile on cuda)")
 
 
 def _profile_name(config) -> str:
@@ -43,7 +45,8 @@ def _profile_name(config) -> str:
 def pytest_configure(config):
     if config.getoption("--data-dir"):
         os.environ["LOSSSCAPE_DATA"] = config.getoption("--data-dir")
-    config.lossscape_profile = load_profile(_profile_name(config), config.getoption("--seeds"))
+    config.lossscape_profile = load_profile(_profile_name(config), config.getoption("--seeds"),
+                                            device=config.getoption("--device"))
 
 
 def pytest_report_header(config):

@@ -85,13 +85,18 @@ class Profile:
         return self.grids[name]
 
 
-def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FILE) -> Profile:
+def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FILE,
+                 device: str | None = None) -> Profile:
+    """`device` replaces the profile's own (e.g. the smoke profile on cuda, a GPU machine's check)."""
     if name not in PROFILES:
         raise ConfigError(f"profile: got {name!r}; allowed: {', '.join(PROFILES)}")
     raw = tomllib.loads(Path(path).read_text())[name]
     seeds = tuple(range(n_seeds if n_seeds is not None else raw["seeds"]))
     if not seeds:
         raise ConfigError(f"seeds: got {n_seeds}; allowed: a positive number")
+    if device not in (None, "cpu", "cuda"):
+        raise ConfigError(f"device: got {device!r}; allowed: cpu, cuda")
+    device = device or raw.get("device", "cpu")
     batch_sizes = tuple(raw["batch_sizes"])
     settings = tuple(_setting(s) for s in raw["settings"])
     grids = {}
@@ -100,12 +105,12 @@ def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FIL
         if unknown:
             raise ConfigError(f"{name}.grids.{gname}: unknown key {sorted(unknown)[0]!r}; allowed: RunConfig fields and {', '.join(sorted(_GRID_KEYS))}")
         fields = {k: v for k, v in g.items() if k in _RUN_FIELDS}
-        fields.setdefault("device", raw.get("device", "cpu"))
+        fields.setdefault("device", device)
         grid_seeds = tuple(range(g["seeds"])) if "seeds" in g and n_seeds is None else seeds
         grids[gname] = GridSpec(gname, fields, tuple(g.get("batch_sizes", batch_sizes)),
                                 tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True),
                                 g.get("expect_epochs"))
-    return Profile(name, raw.get("description", ""), raw.get("device", "cpu"), seeds, batch_sizes, settings,
+    return Profile(name, raw.get("description", ""), device, seeds, batch_sizes, settings,
                    grids, raw.get("params", {}))
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 from test_data import write_mnist
 
 from lossscape.claim_runs import claim_cells
+from lossscape.config import ConfigError
 from lossscape.data import load_dataset
 from lossscape.profiles import load_profile
 from lossscape.train import train, train_population
@@ -77,3 +78,13 @@ def test_one_step_of_every_gpu_grid_on_cpu(toy_data, spec, cfg):
     for run in runs:
         assert run.epochs_run >= 1 and run.history[0]["steps"] == 1
         assert np.isfinite(run.history[0]["train_loss"]) or run.stop_reason == "diverged"
+
+
+def test_a_profile_moved_to_another_device():
+    """`pytest claims --profile smoke --device cuda` (benchmarks/gpu_check.sh): every grid moves."""
+    moved = load_profile("smoke", device="cuda")
+    assert moved.device == "cuda"
+    assert {cfg.device for _, _, cfg in moved.cells()} == {"cuda"}
+    assert [cfg.replace(device="cpu") for _, _, cfg in moved.cells()] == [cfg for _, _, cfg in load_profile("smoke").cells()]
+    with pytest.raises(ConfigError, match="device: got 'tpu'; allowed: cpu, cuda"):
+        load_profile("smoke", device="tpu")
