@@ -161,12 +161,13 @@ def probe(cfg: RunConfig, small: int, large: int) -> Throughput:
                       source=f"probe: {cfg.model} on {cfg.dataset}, bs {small} and {large}, 2 epochs each")
 
 
-def device_throughput(profile: Profile) -> Throughput:
-    """A probe on this machine, or NOMINAL_CUDA where the profile wants a GPU and none is here."""
+def device_throughput(profile: Profile, fallback: RunConfig) -> Throughput:
+    """A probe on this machine, or NOMINAL_CUDA where the profile wants a GPU and none is here.
+    The probe trains the first setting whose data is here, else `fallback` (a cell to train)."""
     if profile.device == "cuda" and not torch.cuda.is_available():
         return NOMINAL_CUDA
-    setting = next(s for s in profile.settings if not missing_data(s))
-    cfg = RunConfig(**{**setting.fields, "device": profile.device})
+    setting = next((s for s in profile.settings if not missing_data(s)), None)
+    cfg = RunConfig(**{**setting.fields, "device": profile.device}) if setting else fallback
     return probe(cfg, min(profile.batch_sizes), max(profile.batch_sizes))
 
 
@@ -228,7 +229,7 @@ def make_plan(profile: Profile, store, throughput: Throughput | None = None) -> 
     plan = Plan(profile.name, grids)
     if not pending:
         return plan
-    tp = plan.throughput = throughput or device_throughput(profile)
+    tp = plan.throughput = throughput or device_throughput(profile, pending[0][1].config)
     flops = {}
     for gp, cell, spec, base_lr in pending:
         cfg = cell.config

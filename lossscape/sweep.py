@@ -75,8 +75,10 @@ def run_on_ray(cells: list[Cell], cache_root, *, address: str | None = None, num
         remote = ray.remote(task)
         futures = {}
         for cell in cells:
-            gpus = 1 if cell.config.device == "cuda" else 0
-            ref = remote.options(num_cpus=1, num_gpus=gpus, max_retries=max_retries,
+            # a data-parallel run (DP's k-rank copies) holds k processes: k CPUs, or k GPUs under nccl
+            k = cell.config.world_size
+            gpus = k if cell.config.device == "cuda" else 0
+            ref = remote.options(num_cpus=k, num_gpus=gpus, max_retries=max_retries,
                                  retry_exceptions=RETRY_EXCEPTIONS).remote(cell, root)
             futures[ref] = (cell, time.perf_counter())
         trained = 0
