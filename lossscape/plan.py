@@ -262,7 +262,8 @@ def _duration(seconds: float) -> str:
 def summary_line(plan: Plan) -> str:
     """One line: the totals (the pytest header's)."""
     where = f" on {plan.throughput.device}" if plan.throughput else ""
-    return (f"plan {plan.profile}: {plan.total('runs')} runs, {plan.total('cached')} cached, "
+    shared = f" ({plan.total('shared')} shared by two grids)" if plan.total("shared") else ""
+    return (f"plan {plan.profile}: {plan.total('runs')} runs{shared}, {plan.total('cached')} cached, "
             f"{plan.total('to_train')} to train, {plan.total('steps'):,} steps, "
             f"~{_duration(plan.total('seconds'))}{where}")
 

@@ -66,6 +66,8 @@ def test_counts_cached_shared_and_to_train_and_writes_nothing(tiny, tmp_path):
     assert plan.total("to_train") == 2 + 1 + 4
     assert plan.total("seconds") > 0 and plan.throughput is FIXED
     assert render(plan)[-2].startswith("plan smoke: 11 runs, 4 cached, 7 to train")
+    assert render(make_plan(tiny, RunStore(tmp_path / "empty"), FIXED))[-2].startswith(
+        "plan smoke: 11 runs (2 shared by two grids), 0 cached, 9 to train")
 
 
 def test_a_run_two_grids_share_is_trained_once(tiny, tmp_path):
