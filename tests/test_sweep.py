@@ -114,3 +114,45 @@ def test_without_ray_one_line_exit_2(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lossscape[ray]" in err and "executor" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_tasks_ask_for_a_gpu_where_the_device_is_cuda(tiny, tmp_path, monkeypatch):
+    """The CUDA path without a GPU: a stand-in ray records what each task asks for."""
+    import types
+
+    from lossscape.plan import Cell
+    from lossscape.sweep import MAX_RETRIES, run_on_ray
+
+    asked = []
+
+    class Ref:  # an object reference: unique and hashable, like ray's
+        def __init__(self, value):
+            self.value = value
+
+    class Remote:
+        def __init__(self, fn, opts=None):
+            self.fn, self.opts = fn, opts or {}
+
+        def options(self, **opts):
+            return Remote(self.fn, opts)
+
+        def remote(self, *args):
+            asked.append((self.opts, args))
+            return Ref(self.fn(*args))
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: asked.append(("init", kw)),
+                                 shutdown=lambda: asked.append("shutdown"), remote=Remote,
+                                 wait=lambda refs, num_returns: (refs[:1], refs[1:]), get=lambda ref: ref.value)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny.grid("budget").configs(tiny.settings[0])[(64, 0.1)]
+    cells = [Cell("tiny", "budget", cfg.replace(device="cuda"), (0, 1), True),
+             Cell("tiny", "dp", cfg.replace(device="cuda", world_size=2), (0,), False),
+             Cell("tiny", "budget", cfg, (0,), True)]
+    trained = run_on_ray(cells, "rel-cache", task=lambda cell, root: len(cell.seeds), say=lambda _: None)
+    assert trained == 4
+    assert asked[0][0] == "init" and asked[-1] == "shutdown"
+    opts = [o for o, _ in asked[1:-1]]
+    assert [(o["num_gpus"], o["num_cpus"]) for o in opts] == [(1, 1), (2, 2), (0, 1)]
+    assert all(o["max_retries"] == MAX_RETRIES and RuntimeError in o["retry_exceptions"] for o in opts)
+    assert all(os.path.isabs(args[1]) for _, args in asked[1:-1])  # workers start elsewhere
