@@ -200,10 +200,10 @@ def survey(profile: Profile, store) -> tuple[list[GridPlan], list[tuple[GridPlan
         todo = []
         for s in spec.seeds:
             path = store.path(cfg.replace(seed=s))
-            if (path / "run.json").exists():
-                gp.cached += 1
-            elif path.name in seen:
+            if path.name in seen:  # counted (cached or to train) under an earlier grid
                 gp.shared += 1
+            elif (path / "run.json").exists():
+                gp.cached += 1
             else:
                 todo.append(s)
             seen.add(path.name)

@@ -61,13 +61,17 @@ def test_counts_cached_shared_and_to_train_and_writes_nothing(tiny, tmp_path):
     assert sorted(p.name for p in store.root.iterdir()) == before
     rows = {g.grid: g for g in plan.grids}
     assert (rows["budget"].runs, rows["budget"].cached, rows["budget"].to_train) == (4, 2, 2)
-    # pairs: seeds 0, 1 at bs 32 are budget's cached runs; seed 2 is new
-    assert (rows["pairs"].runs, rows["pairs"].cached, rows["pairs"].shared, rows["pairs"].to_train) == (3, 2, 0, 1)
+    # pairs: seeds 0, 1 at bs 32 are budget's (cached) runs, counted once; seed 2 is new
+    assert (rows["pairs"].runs, rows["pairs"].cached, rows["pairs"].shared, rows["pairs"].to_train) == (3, 0, 2, 1)
     assert plan.total("to_train") == 2 + 1 + 4
     assert plan.total("seconds") > 0 and plan.throughput is FIXED
-    assert render(plan)[-2].startswith("plan smoke: 11 runs, 4 cached, 7 to train")
+    assert render(plan)[-2].startswith("plan smoke: 11 runs (2 shared by two grids), 2 cached, 7 to train")
     assert render(make_plan(tiny, RunStore(tmp_path / "empty"), FIXED))[-2].startswith(
         "plan smoke: 11 runs (2 shared by two grids), 0 cached, 9 to train")
+
+
+def _entries(root):
+    return [p for p in root.iterdir() if (p / "run.json").exists()]
 
 
 def test_a_run_two_grids_share_is_trained_once(tiny, tmp_path):
@@ -81,7 +85,8 @@ def test_nothing_to_train_needs_no_throughput(tiny, tmp_path):
     for setting, spec, cfg in tiny.cells():
         store.get_or_train_population(cfg, spec.seeds)
     plan = make_plan(tiny, store)  # no throughput given: a probe would be needed if anything were left
-    assert plan.throughput is None and plan.total("to_train") == 0 and plan.total("cached") == plan.total("runs")
+    assert plan.throughput is None and plan.total("to_train") == 0
+    assert plan.total("cached") == len(_entries(store.root)) == plan.total("runs") - plan.total("shared")
 
 
 def test_cells_are_the_harness_grids_configs(tiny):
