@@ -88,3 +88,41 @@ def test_a_profile_moved_to_another_device():
     assert [cfg.replace(device="cpu") for _, _, cfg in moved.cells()] == [cfg for _, _, cfg in load_profile("smoke").cells()]
     with pytest.raises(ConfigError, match="device: got 'tpu'; allowed: cpu, cuda"):
         load_profile("smoke", device="tpu")
+
+
+# The full data sets' split sizes (train, val, test), input shapes and classes, as lossscape.data
+# splits them: Kaggle's 25,000 Cats vs Dogs images (20% test, 20% of the rest val), MNIST's 60,000
+# + 10,000 (20% of the 60,000 val), MNIST-1D's generator (80% train, 20% test; 20% val).
+FULL = {"cats_vs_dogs": (25_000, (16_000, 4_000, 5_000), (3, 64, 64), 2),
+        "mnist": (70_000, (48_000, 12_000, 10_000), (1, 28, 28), 10),
+        "mnist1d": (None, None, (40,), 10)}
+
+
+def _sized(cfg, data_dir=None):
+    """A stand-in for load_data with only the sizes and shapes the plan reads."""
+    import types
+
+    import torch
+    full, sizes, shape, classes = FULL[cfg.dataset]
+    if cfg.dataset == "mnist1d":
+        n = cfg.n_samples or 5000
+        sizes = (round(0.8 * n * 0.8), round(0.8 * n * 0.2), round(0.2 * n))
+    elif cfg.n_samples:
+        sizes = tuple(round(s * cfg.n_samples / full) for s in sizes)
+    y = [torch.zeros(s, dtype=torch.long) for s in sizes]
+    return types.SimpleNamespace(y_train=y[0], y_val=y[1], y_test=y[2], input_shape=shape, n_classes=classes)
+
+
+def test_the_gpu_profile_plans_within_its_hour(monkeypatch, tmp_path):
+    """With both data folders given, on the plan's nominal H100/H200 figures (no GPU probed yet):
+    the sizing fixtures/profiles.toml states (~45 minutes, at most 60)."""
+    import sys
+
+    import lossscape.plan as plan
+    from lossscape.cache import RunStore
+
+    monkeypatch.setattr(sys.modules["lossscape.train"], "load_data", _sized)
+    monkeypatch.setattr(plan, "missing_data", lambda setting: None)
+    planned = plan.make_plan(load_profile("gpu"), RunStore(tmp_path), plan.NOMINAL_CUDA)
+    assert {g.setting for g in planned.grids} >= {s.id for s in load_profile("gpu").settings}
+    assert 30 * 60 < planned.total("seconds") <= 60 * 60
