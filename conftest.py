@@ -21,7 +21,7 @@ from hypothesis import settings
 
 from lossscape import stats
 from lossscape.cache import CacheError, RunStore, default_root
-from lossscape.profiles import PROFILES, load_profile
+from lossscape.profiles import PROFILES, load_profile, missing_data
 from lossscape.report.machine import alone
 
 pytest_plugins = ["lossscape.report.plugin"]
@@ -41,6 +41,8 @@ def pytest_addoption(parser):
     g.addoption("--seeds", type=_seed_count, default=None, help="number of seeds (0..N-1), overriding the profile")
     g.addoption("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
     g.addoption("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
+    g.addoption("--device", choices=("cpu", "cuda"), default=None,
+                help="train the profile's grids on this device instead of its own (e.g. the smoke profile on cuda)")
 
 
 def _seed_count(text: str) -> int:
@@ -61,15 +63,26 @@ def _profile_name(config) -> str:
 def pytest_configure(config):
     if config.getoption("--data-dir"):
         os.environ["LOSSSCAPE_DATA"] = config.getoption("--data-dir")
-    config.lossscape_profile = load_profile(_profile_name(config), config.getoption("--seeds"))
+    config.lossscape_profile = load_profile(_profile_name(config), config.getoption("--seeds"),
+                                            device=config.getoption("--device"))
 
 
 def pytest_report_header(config):
     p = config.lossscape_profile
     cache = config.getoption("--cache-dir") or default_root()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return (f"lossscape: torch {torch.__version__}, device {device}, profile {p.name}, "
-            f"seeds {p.seeds[0]}..{p.seeds[-1]}, cache {os.path.abspath(cache)}")
+    lines = [f"lossscape: torch {torch.__version__}, device {device}, profile {p.name}, "
+             f"seeds {p.seeds[0]}..{p.seeds[-1]}, cache {os.path.abspath(cache)}"]
+    if _runs_claims(config):  # the plan probes the device: only worth it where claims will train
+        from lossscape.plan import make_plan, summary_line
+        lines.append(f"lossscape: {summary_line(make_plan(p, RunStore(cache)))}")
+    return lines
+
+
+def _runs_claims(config) -> bool:
+    claims = config.rootpath / "claims"
+    paths = [(config.invocation_params.dir / str(a).split("::")[0]).resolve() for a in config.args]
+    return any(p == claims or claims in p.parents for p in paths)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -221,9 +234,6 @@ def measure(store):
 
 
 def _require(setting):
-    if setting.requires:
-        from lossscape.data import DatasetNotFoundError, load_dataset
-        try:
-            load_dataset(setting.requires)
-        except DatasetNotFoundError as exc:
-            pytest.skip(f"setting {setting.id}: {exc}")
+    reason = missing_data(setting)
+    if reason:
+        pytest.skip(reason)

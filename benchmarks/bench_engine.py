@@ -1,6 +1,6 @@
 """Training-engine benchmarks, each a ratio measured within one run (this machine is noisy).
 
-    .venv/bin/python benchmarks/bench_engine.py [--epochs 2] [--repeats 3]
+    .venv/bin/python benchmarks/bench_engine.py [--epochs 2] [--repeats 3] [--device cuda]
 
 1. A population of 8 seeds trained as one stacked model vs the same 8 seeds trained one after the
    other (mnist1d, mlp width 256, bs 64): target >= 3x faster.
@@ -62,11 +62,13 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     a = ap.parse_args()
-    cfg = RunConfig(dataset="mnist1d", model="mlp", width=a.width, batch_size=a.batch_size, lr=0.05, epochs=a.epochs)
+    cfg = RunConfig(dataset="mnist1d", model="mlp", width=a.width, batch_size=a.batch_size, lr=0.05, epochs=a.epochs,
+                    device=a.device)
     load_data(cfg)
     seeds = list(range(8))
-    print(f"mlp width {a.width}, bs {a.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads, {a.epochs} epochs, "
+    print(f"mlp width {a.width}, bs {a.batch_size}, {a.device}; torch {torch.__version__}, {torch.get_num_threads()} threads, {a.epochs} epochs, "
           f"median of {a.repeats} alternating repeats after a warm-up")
 
     pop, _ = _alternate({

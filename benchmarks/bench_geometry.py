@@ -1,6 +1,6 @@
 """Geometry benchmarks: vectorized loss surfaces and Lanczos vs power iteration.
 
-    .venv/bin/python benchmarks/bench_geometry.py [--grid 21] [--repeats 1] [--threads N]
+    .venv/bin/python benchmarks/bench_geometry.py [--grid 21] [--repeats 1] [--threads N] [--device cuda]
 
 Setting: MNIST-1D (Greydanus 2020; 4,000 training examples of length 40 from `mnist1d`'s own
 `make_dataset`) and an MLP 40-256-256-10 trained for 5 epochs of SGD (the surface is that of a
@@ -40,10 +40,10 @@ def mnist1d_train_set() -> tuple[torch.Tensor, torch.Tensor]:
 
 def trained_mlp(X: torch.Tensor, y: torch.Tensor, epochs: int = 5) -> nn.Module:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(40, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    model = nn.Sequential(nn.Linear(40, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)).to(X.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(epochs):
-        for idx in torch.randperm(len(X)).split(64):
+        for idx in torch.randperm(len(X)).to(X.device).split(64):
             optimizer.zero_grad()
             F.cross_entropy(model(X[idx]), y[idx]).backward()
             optimizer.step()
@@ -122,7 +122,7 @@ def bench_surface(model, X, y, grid: int, repeats: int) -> None:
             wall[name], cpu[name] = min(wall[name], w), min(cpu[name], c)
 
     ref, loop = list(methods)[:2]
-    print(f"\n## loss_surface_2d: {grid}x{grid} grid, MLP 40-256-256-10, {len(X)} MNIST-1D examples, "
+    print(f"\n## loss_surface_2d: {grid}x{grid} grid, MLP 40-256-256-10, {len(X)} MNIST-1D examples on {X.device}, "
           f"{torch.get_num_threads()} torch threads, min of {repeats}")
     print("| method | wall s | CPU s | speedup vs reference (wall / CPU) | vs full-batch loop (wall / CPU) "
           "| max abs diff vs reference |")
@@ -158,10 +158,11 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=21)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the data and models live")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    X, y = mnist1d_train_set()
+    X, y = (t.to(args.device) for t in mnist1d_train_set())
     bench_surface(trained_mlp(X, y), X, y, args.grid, args.repeats)
     # What is compared is each method's HVP count; 1,000 examples keep each product cheap.
     for epochs in (0, 5):

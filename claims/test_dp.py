@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lossscape import stats
+from lossscape.claim_runs import data_parallel, per_worker_batch
 from lossscape.report.result import fmt
 from lossscape.stats import Verdict
 
@@ -60,8 +61,8 @@ def test_dp1_data_parallel_step_equals_the_large_batch_step(claim, grids, store,
     (runs,) = grids(setting, "dp_equality").runs.values()  # one config, one seed
     single = runs[0]
     cfg = single.config
-    parallel = store.get_or_train(cfg.replace(world_size=k))
-    control = store.get_or_train(cfg.replace(batch_size=cfg.batch_size // k))
+    parallel = store.get_or_train(data_parallel(cfg, k))
+    control = store.get_or_train(per_worker_batch(cfg, k))
     init_diff = max(_abs_diffs(single.initial_state, parallel.initial_state).values())
     per_tensor = _abs_diffs(single.final_state, parallel.final_state)
     diff = max(per_tensor.values())
@@ -134,7 +135,7 @@ def test_dp2_parallel_workers_shorten_large_batch_epochs_only(claim, grids, stor
     grid = single_model(grids(setting, "dp_timing"))  # world size 1
     times = {}
     for (bs, _), runs in grid.runs.items():
-        parallel = [store.get_or_train(r.config.replace(world_size=k)) for r in runs]
+        parallel = [store.get_or_train(data_parallel(r.config, k)) for r in runs]
         times[bs] = (_epoch_times(runs), _epoch_times(parallel))
     small, large = min(times), max(times)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lossscape import stats
-from lossscape.profiles import Setting
+from lossscape.claim_runs import FO3_MODEL, FO_MODELS, UNFROZEN_T0, freezeout_config
 from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.schedules import freezeout_fractions
@@ -30,24 +30,16 @@ from ._common import seed_trend
 #   FO-2 uses the same margin from the other side: "no benefit" = a cost beyond it.
 FO1_SHARE = 0.5
 FO_MARGIN = 0.03
-UNFROZEN_T0 = 1.0
-
 # Every FO test trains FreezeOut runs (store.get_or_train, not a grid) whose wall times FO-1 reads,
 # and FO-3 times steps in the session: under xdist each runs while no other test does.
 pytestmark = pytest.mark.timing
-
-
-def _config(profile, model, **changes):
-    spec = profile.grid("freezeout")
-    (cfg,) = spec.configs(Setting(model, {"model": model})).values()
-    return cfg.replace(**changes)
 
 
 def _paired_runs(store, profile, model, t0=None):
     """(FreezeOut runs at t0 (the grid's by default), unfrozen runs), one of each per seed,
     trained alternately."""
     spec = profile.grid("freezeout")
-    cfg = _config(profile, model)
+    cfg = freezeout_config(profile, model)
     frozen, unfrozen = [], []
     for s in spec.seeds:
         frozen.append(store.get_or_train(cfg.replace(seed=s, freeze_t0=cfg.freeze_t0 if t0 is None else t0)))
@@ -120,7 +112,7 @@ def _fields(frozen, unfrozen) -> dict:
 
 @pytest.mark.claim("FO-1", design=("paired", "freezeout"))
 @pytest.mark.parametrize("part", ["wall_time", "accuracy"])
-@pytest.mark.parametrize("model", ["resnet_small", "densenet_small"])
+@pytest.mark.parametrize("model", FO_MODELS[:2])  # resnet_small, densenet_small
 def test_fo1_freezeout_saves_time_at_little_accuracy_cost(claim, store, profile, model, part):
     """FO-1: freezing layers progressively (layer i stops at t_i, layer-wise cosine annealing
     lr_i(t) = lr_i(0)/2 (1 + cos(pi t / t_i)), lr_i(0) = lr0 / t_i when scaled, t_i spaced from
@@ -175,7 +167,7 @@ def test_fo2_freezeout_gives_no_benefit_for_vgg(claim, store, profile):
     source implies, is read from FO-1's accuracy rows beside it (same grid, same margin).
     vgg_small (no BatchNorm) trains slowly at this budget; its baseline accuracy is in the table.
     """
-    frozen, unfrozen = _paired_runs(store, profile, "vgg_small")
+    frozen, unfrozen = _paired_runs(store, profile, FO_MODELS[2])  # vgg_small
     flop_ratio = _flop_ratio(frozen[0])
     acc = ([_accuracy(r) for r in frozen], [_accuracy(r) for r in unfrozen])
     saving = _saving([_train_time(r) for r in frozen], [_train_time(r) for r in unfrozen]).mean()
@@ -206,10 +198,10 @@ def test_fo3_frozen_share_speeds_steps_and_early_freezing_costs_accuracy(claim, 
     Caveats: step timing blocks are repeats within one process (timing noise, not machine
     variation); the machine's load enters the numbers.
     """
-    model = "resnet_small"
+    model = FO3_MODEL  # resnet_small
     if part == "step_time":
         p = profile.params["fo"]
-        cfg = _config(profile, model)
+        cfg = freezeout_config(profile, model)
         ds = load_data(cfg)
         flops = stage_forward_flops(init_model(cfg, cfg.seed, ds.input_shape, ds.n_classes), ds.input_shape)
         levels = range(len(flops))

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from lossscape import geometry, stats
+from lossscape.claim_runs import batch_growth
 from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.throughput import throughput_knee, training_throughput
@@ -287,8 +288,8 @@ def test_lr6_batch_growth_matches_lr_decay_with_fewer_updates(claim, grids, sett
     seeds = list(grid.spec.seeds)
     decay = [r for runs in grid.by_batch().values() for r in runs]
     growth = [r for cfg in grid.configs.values()
-              for r in store.get_or_train_population(cfg.replace(decay_target="batch"), seeds)]
-    configs = [*grid.config_labels(), *[c.replace(decay_target="batch").to_json() for c in grid.configs.values()]]
+              for r in store.get_or_train_population(batch_growth(cfg), seeds)]
+    configs = [*grid.config_labels(), *[batch_growth(c).to_json() for c in grid.configs.values()]]
     if part == "test_accuracy":
         acc = {name: np.array([r.history[-1]["test_acc"] for r in runs]) for name, runs in (("growth", growth), ("decay", decay))}
         rows = [[name, fmt(v.mean()), " ".join(f"{a:.3f}" for a in v)] for name, v in acc.items()]

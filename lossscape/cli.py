@@ -4,6 +4,9 @@
     lossscape run ... --seeds 0-4          # a population of seeds, trained as one stacked model
     lossscape run ... --json               # the Run's metrics as JSON on stdout (NaN, Infinity: null)
     lossscape report                       # re-render reports/claims.{md,html} from claims.json
+    lossscape plan --profile cpu           # what the profile's grids cost: cached, to train, time
+    lossscape sweep --profile gpu --executor ray --address auto   # train the missing cells on Ray
+    lossscape pilot --profile gpu          # X-1/X-2's targets by the pilot rule, written into the profile
 
 Bad arguments, unusable data and a width or population that cannot fit in memory print one line
 and exit with status 2. Output piped into a reader that stops early (`| head`) ends quietly: the
@@ -99,7 +102,32 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the metrics as JSON instead of tables")
     rep = sub.add_parser("report", help="re-render the claims report from the last results, without training")
     rep.add_argument("--report-dir", default="reports")
+    _profile_parsers(sub)
     return p
+
+
+def _profile_parsers(sub) -> None:
+    """The subcommands that act on a whole profile's grids (lossscape.plan)."""
+    from .profiles import PROFILES
+
+    pl = sub.add_parser("plan", help="what a profile's grids will cost: runs cached, to train, expected time")
+    pl.add_argument("--profile", choices=PROFILES, required=True)
+    pl.add_argument("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache); only read")
+    pl.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
+    sw = sub.add_parser("sweep", help="train a profile's missing grid cells as tasks on a cluster engine")
+    sw.add_argument("--profile", choices=PROFILES, required=True)
+    sw.add_argument("--executor", choices=("ray",), required=True)
+    sw.add_argument("--address", default=None,
+                    help="an existing Ray cluster (auto, host:6379, ray://host:10001); default: start a local one")
+    sw.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (default: all)")
+    sw.add_argument("--cache-dir", default=None, help="run cache every worker reaches (default: LOSSSCAPE_CACHE or ./cache)")
+    sw.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
+    pi = sub.add_parser("pilot", help="X-1/X-2's target validation losses by the pilot rule (seed 1000), "
+                                      "written into the profile file")
+    pi.add_argument("--profile", choices=PROFILES, required=True)
+    pi.add_argument("--profile-file", default=None, help="the profiles TOML to read and update (default: fixtures/profiles.toml)")
+    pi.add_argument("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
+    pi.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
 
 
 def _config(a) -> RunConfig:
@@ -221,6 +249,49 @@ def _report(a) -> int:
     return 0
 
 
+def _plan(a) -> int:
+    from .cache import RunStore
+    from .plan import make_plan, render
+    from .profiles import load_profile
+
+    if a.data_dir:
+        os.environ["LOSSSCAPE_DATA"] = a.data_dir
+    for line in render(make_plan(load_profile(a.profile), RunStore(a.cache_dir))):
+        print(line)
+    return 0
+
+
+def _sweep(a) -> int:
+    from .cache import RunStore
+    from .profiles import load_profile
+    from .sweep import sweep
+
+    if a.data_dir:
+        os.environ["LOSSSCAPE_DATA"] = a.data_dir
+    store = RunStore(a.cache_dir)
+    trained = sweep(load_profile(a.profile), store, address=a.address, num_cpus=a.num_cpus)
+    print(f"sweep {a.profile}: trained {trained} runs into {store.root.resolve()}")
+    return 0
+
+
+def _pilot(a) -> int:
+    from .cache import RunStore
+    from .pilot import pilot
+    from .profiles import PROFILE_FILE, load_profile
+
+    if a.data_dir:
+        os.environ["LOSSSCAPE_DATA"] = a.data_dir
+    path = a.profile_file or PROFILE_FILE
+    if not os.path.isfile(path):
+        print(f"lossscape pilot: error: --profile-file: {path} is not a file; allowed: a profiles TOML", file=sys.stderr)
+        return 2
+    pilot(load_profile(a.profile, path=path), RunStore(a.cache_dir), path=path)
+    return 0
+
+
+_COMMANDS = {"run": _run, "report": _report, "plan": _plan, "sweep": _sweep, "pilot": _pilot}
+
+
 def main(argv=None) -> int:
     from .cache import CacheError
     from .data import DataError, DatasetNotFoundError
@@ -234,7 +305,7 @@ def main(argv=None) -> int:
     with warnings.catch_warnings():  # restores showwarning for a caller that runs main() in-process
         warnings.showwarning = show_warning
         try:
-            return _run(a) if a.command == "run" else _report(a)
+            return _COMMANDS[a.command](a)
         except (ConfigError, DataError, DatasetNotFoundError, CacheError) as exc:
             print(f"lossscape {a.command}: error: {exc}".replace("\n", " "), file=sys.stderr)
             return 2

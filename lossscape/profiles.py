@@ -28,7 +28,7 @@ from .config import ConfigError, RunConfig
 PROFILE_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "profiles.toml"
 PROFILES = ("smoke", "cpu", "gpu")
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
-_GRID_KEYS = {"batch_sizes", "lrs", "seeds", "population", "why"}
+_GRID_KEYS = {"batch_sizes", "lrs", "seeds", "population", "expect_epochs", "why"}
 _SETTING_KEYS = {"id", "why", "requires"}
 
 
@@ -47,6 +47,9 @@ class GridSpec:
     lrs: tuple[float, ...] | None
     seeds: tuple[int, ...]
     population: bool  # False: one process per run, for claims about wall time
+    # Under a stop rule that can end before the cap: the epochs a pilot took at the grid's smallest
+    # batch (lossscape.plan scales it to the other cells); None: the plan assumes the cap.
+    expect_epochs: float | None = None
 
     def configs(self, setting: Setting) -> dict[tuple[int, float], RunConfig]:
         """(batch size, lr) -> config; lr is the setting's unless the grid sweeps its own."""
@@ -73,13 +76,24 @@ class Profile:
     grids: dict[str, GridSpec] = field(default_factory=dict)
     params: dict = field(default_factory=dict)  # claim-specific knobs (epoch k of BS-1, radii, ...)
 
+    def cells(self):
+        """(setting, grid, config) for every configuration the profile's grids train, in file order;
+        the seeds a cell trains are its grid's. The harness's `grids` fixture builds the same
+        configs through GridSpec.configs, so a plan and a run never disagree on what a cell is."""
+        for setting in self.settings:
+            for spec in self.grids.values():
+                for cfg in spec.configs(setting).values():
+                    yield setting, spec, cfg
+
     def grid(self, name: str) -> GridSpec:
         if name not in self.grids:
             raise ConfigError(f"grid: {name!r} is not in profile {self.name!r}; allowed: {', '.join(self.grids)}")
         return self.grids[name]
 
 
-def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FILE) -> Profile:
+def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FILE,
+                 device: str | None = None) -> Profile:
+    """`device` replaces the profile's own (e.g. the smoke profile on cuda, a GPU machine's check)."""
     if name not in PROFILES:
         raise ConfigError(f"profile: got {name!r}; allowed: {', '.join(PROFILES)}")
     profiles = tomllib.loads(Path(path).read_text())
@@ -93,6 +107,9 @@ def _build(name: str, raw: dict, n_seeds: int | None) -> Profile:
     seeds = tuple(range(n_seeds if n_seeds is not None else raw["seeds"]))
     if not seeds:
         raise ConfigError(f"seeds: got {n_seeds}; allowed: a positive number")
+    if device not in (None, "cpu", "cuda"):
+        raise ConfigError(f"device: got {device!r}; allowed: cpu, cuda")
+    device = device or raw.get("device", "cpu")
     batch_sizes = tuple(raw["batch_sizes"])
     settings = tuple(_setting(s) for s in raw["settings"])
     grids = {}
@@ -101,11 +118,12 @@ def _build(name: str, raw: dict, n_seeds: int | None) -> Profile:
         if unknown:
             raise ConfigError(f"{name}.grids.{gname}: unknown key {sorted(unknown)[0]!r}; allowed: RunConfig fields and {', '.join(sorted(_GRID_KEYS))}")
         fields = {k: v for k, v in g.items() if k in _RUN_FIELDS}
-        fields.setdefault("device", raw.get("device", "cpu"))
+        fields.setdefault("device", device)
         grid_seeds = tuple(range(g["seeds"])) if "seeds" in g and n_seeds is None else seeds
         grids[gname] = GridSpec(gname, fields, tuple(g.get("batch_sizes", batch_sizes)),
-                                tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True))
-    return Profile(name, raw.get("description", ""), raw.get("device", "cpu"), seeds, batch_sizes, settings,
+                                tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True),
+                                g.get("expect_epochs"))
+    return Profile(name, raw.get("description", ""), device, seeds, batch_sizes, settings,
                    grids, raw.get("params", {}))
 
 
@@ -126,6 +144,17 @@ def _check_single_model_grids(profiles: list[Profile]) -> None:
                               f"population grid {pooled[key]}, and the cache would serve it that population's "
                               "shared wall times; allowed: single-model grids that differ from every population "
                               "grid in a field (e.g. epochs)")
+
+
+def missing_data(setting: Setting) -> str | None:
+    """Why a setting cannot run here (its dataset's files are absent), or None."""
+    if setting.requires:
+        from .data import DatasetNotFoundError, load_dataset
+        try:
+            load_dataset(setting.requires)
+        except DatasetNotFoundError as exc:
+            return f"setting {setting.id}: {exc}"
+    return None
 
 
 def _setting(s: dict) -> Setting:

@@ -38,10 +38,6 @@ def interleaved_step_times(cfg: RunConfig, levels, setting: Callable[[int], tupl
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     starts = torch.Generator().manual_seed(cfg.seed + 1)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     def offsets(bs: int, count: int) -> list[int]:
         return torch.randint(0, n - bs + 1, (count,), generator=starts).tolist()
 
@@ -59,15 +55,38 @@ def interleaved_step_times(cfg: RunConfig, levels, setting: Callable[[int], tupl
     for level in levels:
         run_steps(level, offsets(setting(level)[0], warmup))
     out = {level: np.empty(repeats) for level in levels}
+    timed = block_timer(device)
     for r in range(repeats):
         for level in levels:
             batch_starts = offsets(setting(level)[0], steps)  # drawn before the clock starts
-            sync()
-            t0 = time.perf_counter()
-            run_steps(level, batch_starts)
-            sync()
-            out[level][r] = (time.perf_counter() - t0) / steps
+            out[level][r] = timed(lambda: run_steps(level, batch_starts)) / steps
     return out
+
+
+def block_timer(device: torch.device) -> Callable[[Callable[[], None]], float]:
+    """timed(fn) -> seconds the device spent on fn's work.
+
+    On CUDA the host returns as soon as the kernels are queued, so the host's clock would time
+    the queueing: events recorded on the stream around fn time the kernels themselves, read
+    after the end event has completed (and after a synchronize that drains earlier work, which
+    must not land in this block). On the CPU the work is done when fn returns.
+    """
+    if device.type == "cuda":
+        def timed(fn):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3  # milliseconds
+        return timed
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+    return timed
 
 
 def training_throughput(cfg: RunConfig, batch_sizes, *, steps: int = 20, repeats: int = 5,
