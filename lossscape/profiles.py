@@ -96,19 +96,19 @@ def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FIL
     """`device` replaces the profile's own (e.g. the smoke profile on cuda, a GPU machine's check)."""
     if name not in PROFILES:
         raise ConfigError(f"profile: got {name!r}; allowed: {', '.join(PROFILES)}")
+    if device not in (None, "cpu", "cuda"):
+        raise ConfigError(f"device: got {device!r}; allowed: cpu, cuda")
     profiles = tomllib.loads(Path(path).read_text())
-    profile = _build(name, profiles[name], n_seeds)
+    profile = _build(name, profiles[name], n_seeds, device)
     others = [_build(n, profiles[n], None) for n in PROFILES if n != name and n in profiles]  # one cache serves all
     _check_single_model_grids([profile, *others])
     return profile
 
 
-def _build(name: str, raw: dict, n_seeds: int | None) -> Profile:
+def _build(name: str, raw: dict, n_seeds: int | None, device: str | None = None) -> Profile:
     seeds = tuple(range(n_seeds if n_seeds is not None else raw["seeds"]))
     if not seeds:
         raise ConfigError(f"seeds: got {n_seeds}; allowed: a positive number")
-    if device not in (None, "cpu", "cuda"):
-        raise ConfigError(f"device: got {device!r}; allowed: cpu, cuda")
     device = device or raw.get("device", "cpu")
     batch_sizes = tuple(raw["batch_sizes"])
     settings = tuple(_setting(s) for s in raw["settings"])

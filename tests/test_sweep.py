@@ -91,7 +91,7 @@ def test_a_killed_worker_is_retried_and_leaves_no_partial_entry(ray_cluster, tin
         if not marker.exists():
             import lossscape.cache as cache
 
-            def crash(run, folder):
+            def crash(run, key, folder, file_mode):
                 (folder / "tensors.safetensors").write_bytes(b"partial")
                 marker.write_text("x")
                 os._exit(1)
