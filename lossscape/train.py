@@ -160,6 +160,7 @@ class _Engine:
         self.stages = [stage_of(k) for k in self.names]
         self.n_stages = len(self.base.stages)
         self.forward_module = wrap(self.base) if wrap else self.base
+        self.momentum_buf = None
 
     # -- forward ---------------------------------------------------------------------------
     def _logits(self, params, x):
@@ -206,13 +207,68 @@ class _Engine:
             return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors]).square().sum(0)
         return torch.stack(torch._foreach_norm(tensors)).square().sum().reshape(1)
 
+    def _step(self, batch, lrs, masks):
+        """One SGD step on the examples `batch` ([S, B] stacked, [B] single) at the stage learning
+        rates `lrs`; returns the squared norm of each member's update: [S]."""
+        cfg = self.cfg
+        idx = batch[self.rank::self.world] if self.world > 1 else batch
+        xb, yb = self.X[idx], self.y[idx]
+        live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
+        if self.n_stages and cfg.schedule == "freezeout":
+            self.base.frozen_stages = freezeout.frozen_prefix(lrs)
+        plist = [self.params[i] for i in live]
+        for p in plist:
+            p.grad = None
+        logits = self._logits(self.params, xb)
+        if self.world > 1:
+            # DDP averages the ranks' gradients: a rank's summed loss times world / |batch|
+            # makes that average the global batch's mean gradient, also when a short last
+            # batch splits unevenly over the ranks (or leaves one of them nothing).
+            loss = F.cross_entropy(logits, yb, reduction="sum") * (self.world / batch.shape[-1])
+        else:
+            loss = self._losses(logits, yb)
+        loss.sum().backward()
+        with torch.no_grad():
+            d = [p.grad for p in plist]
+            if cfg.weight_decay:
+                d = torch._foreach_add(d, plist, alpha=cfg.weight_decay)
+            if cfg.momentum:
+                if self.momentum_buf is None:
+                    self.momentum_buf = [torch.zeros_like(p) for p in self.params]
+                bufs = [self.momentum_buf[i] for i in live]
+                torch._foreach_mul_(bufs, cfg.momentum)
+                torch._foreach_add_(bufs, d)
+                d = torch._foreach_add(d, bufs, alpha=cfg.momentum) if cfg.nesterov else bufs
+            upd = torch._foreach_mul(d, [lrs[self.stages[i]] for i in live])
+            if masks is not None:
+                upd = torch._foreach_mul(upd, [masks[i] for i in live])
+            torch._foreach_sub_(plist, upd)
+            return self._sq_norms(upd)
+
+    def seconds_per_step(self, steps: int) -> float:
+        """The fastest of `steps` timed training steps on epoch 0's first batches (the probe of
+        train_population). The steps move this engine's weights: probe engines are thrown away."""
+        n = len(self.y)
+        bs = batch_size_at(self.cfg, 0, n)
+        perms = torch.stack([epoch_permutation(s, 0, n) for s in self.seeds]).to(self.device)
+        perms = perms if self.stacked else perms[0]
+        lrs = self._stage_lrs(0, 1, 0.0)
+        fastest = math.inf
+        for j in range(steps):
+            start = (j * bs) % max(1, n - bs + 1)
+            self._sync()
+            t0 = time.perf_counter()
+            self._step(perms[..., start:start + bs], lrs, None)
+            self._sync()
+            fastest = min(fastest, time.perf_counter() - t0)
+        return fastest
+
     def run(self) -> list[Run]:
         cfg, S = self.cfg, len(self.seeds)
         n = len(self.y)
         epochs_bs = [batch_size_at(cfg, e, n) for e in range(cfg.epochs)]
         total_steps = sum(math.ceil(n / b) for b in epochs_bs)
         snap_at = set(snapshot_steps(total_steps, cfg.snapshots)) if cfg.snapshots else set()
-        momentum_buf = None
         active = torch.ones(S, dtype=torch.bool)  # members still training
         reasons = ["max_epochs"] * S
         histories = [[] for _ in range(S)]
@@ -240,41 +296,8 @@ class _Engine:
             self._sync()
             t0 = time.perf_counter()
             for j in range(steps_this):
-                batch = perms[..., j * bs:(j + 1) * bs]
-                idx = batch[self.rank::self.world] if self.world > 1 else batch
-                xb, yb = self.X[idx], self.y[idx]
                 lrs = self._stage_lrs(step, total_steps, epoch + j / steps_this)
-                live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
-                if self.n_stages and cfg.schedule == "freezeout":
-                    self.base.frozen_stages = freezeout.frozen_prefix(lrs)
-                plist = [self.params[i] for i in live]
-                for p in plist:
-                    p.grad = None
-                logits = self._logits(self.params, xb)
-                if self.world > 1:
-                    # DDP averages the ranks' gradients: a rank's summed loss times world / |batch|
-                    # makes that average the global batch's mean gradient, also when a short last
-                    # batch splits unevenly over the ranks (or leaves one of them nothing).
-                    loss = F.cross_entropy(logits, yb, reduction="sum") * (self.world / batch.shape[-1])
-                else:
-                    loss = self._losses(logits, yb)
-                loss.sum().backward()
-                with torch.no_grad():
-                    d = [p.grad for p in plist]
-                    if cfg.weight_decay:
-                        d = torch._foreach_add(d, plist, alpha=cfg.weight_decay)
-                    if cfg.momentum:
-                        if momentum_buf is None:
-                            momentum_buf = [torch.zeros_like(p) for p in self.params]
-                        bufs = [momentum_buf[i] for i in live]
-                        torch._foreach_mul_(bufs, cfg.momentum)
-                        torch._foreach_add_(bufs, d)
-                        d = torch._foreach_add(d, bufs, alpha=cfg.momentum) if cfg.nesterov else bufs
-                    upd = torch._foreach_mul(d, [lrs[self.stages[i]] for i in live])
-                    if masks is not None:
-                        upd = torch._foreach_mul(upd, [masks[i] for i in live])
-                    torch._foreach_sub_(plist, upd)
-                    epoch_norms.append(self._sq_norms(upd))
+                epoch_norms.append(self._step(perms[..., j * bs:(j + 1) * bs], lrs, masks))
                 step += 1
                 if step in snap_at:
                     for m in range(S):
