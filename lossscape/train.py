@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from . import freezeout
+from . import freezeout, stacked_mlp
 from .config import ConfigError, RunConfig
 from .data import load_dataset
 from .models import build_model, has_batchnorm
@@ -215,6 +215,7 @@ class _Engine:
         self.stages = [stage_of(k) for k in self.names]
         self.n_stages = len(self.base.stages)
         self.forward_module = wrap(self.base) if wrap else self.base
+        self.plain_mlp = stacked and stacked_mlp.supports(self.base)  # no vmap needed (stacked_mlp)
         self.momentum_buf = None
 
     # -- forward ---------------------------------------------------------------------------
@@ -223,6 +224,8 @@ class _Engine:
         if not self.stacked:
             return self.forward_module(x)
         names = self.names
+        if self.plain_mlp:
+            return stacked_mlp.forward(self.base, dict(zip(names, params)), x)
 
         def one(p, xb):
             return functional_call(self.base, dict(zip(names, p)), (xb,))
