@@ -1,7 +1,7 @@
 """Every speed ratio of issue 11 side by side, measured in one run (the machine is shared and noisy:
 ratios taken in the same run are what count, absolute times are not).
 
-    .venv/bin/python benchmarks/bench_speed.py [--threads 1] [--repeats 3] [--epochs 3]
+    .venv/bin/python benchmarks/bench_speed.py [--threads 1] [--repeats 3] [--epochs 3] [--only engine hvp ...]
 
 1. This machine's sgemm peak (a 1024^3 float32 matmul, fastest of several) and, per MLP
    configuration on MNIST-1D (w64 bs16, w128 bs64, w256 bs64), the engine's GFLOP/s in the
@@ -42,6 +42,7 @@ from lossscape.step_cost import stage_forward_flops, step_flops
 from lossscape.train import init_model, load_data
 
 ENGINE = importlib.import_module("lossscape.train")  # the module (lossscape.train is the function)
+SECTIONS = ["engine", "hvp", "trace", "surface", "evaluation"]
 CONFIGS = [(64, 16), (128, 64), (256, 64)]
 SEEDS = list(range(8))
 
@@ -202,15 +203,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="sections to run (default: all)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {a.repeats} alternating repeats")
-    bench_engine(sgemm_peak(), a.epochs, a.repeats)
     X, y = mnist1d_train_set()
-    bench_hvp(X[:1000], y[:1000], a.repeats)
-    bench_trace(X[:1000], y[:1000], a.repeats)
-    bench_surface(X, y, a.repeats)
-    bench_evaluation_share(a.epochs)
+    run = {
+        "engine": lambda: bench_engine(sgemm_peak(), a.epochs, a.repeats),
+        "hvp": lambda: bench_hvp(X[:1000], y[:1000], a.repeats),
+        "trace": lambda: bench_trace(X[:1000], y[:1000], a.repeats),
+        "surface": lambda: bench_surface(X, y, a.repeats),
+        "evaluation": lambda: bench_evaluation_share(a.epochs),
+    }
+    for section in SECTIONS:
+        if section in a.only:
+            run[section]()
 
 
 if __name__ == "__main__":
