@@ -8,7 +8,9 @@ ratios taken in the same run are what count, absolute times are not).
    training steps of single runs (FLOPs from lossscape.step_cost: forward, weight and input
    gradients) and a population of 8 seeds on the path `train_population` chooses, against a
    loop of 8 single runs (targets: >= 1.0x everywhere, >= 3x at w64 bs16; single runs >= 60% of
-   peak at w256 bs64). The forced stacked path is shown beside it.
+   peak at w256 bs64). The forced stacked path is shown beside it, and the GFLOP/s of the bare
+   module's forward and backward on one batch (no SGD step, no recording) as the ceiling
+   PyTorch itself reaches at that shape.
 2. One Hessian-vector product (MLP 40-256-256-10, 1,000 examples, one chunk) against a
    graph-reusing reference (create_graph gradient once, then one backward per product) and
    PyHessian's `hessian_vector_product` if pyhessian is installed (target <= 1.0x). Hutchinson's
@@ -75,9 +77,9 @@ def _seconds(fn) -> float:
 
 def bench_engine(peak: float, epochs: int, repeats: int) -> None:
     print(f"\n## Engine: MNIST-1D MLP, {len(SEEDS)} seeds, {epochs} epochs, sgemm peak {peak:.1f} GFLOP/s")
-    print("| config | single-run steps GFLOP/s | % of peak | chosen path | probe s | population (chosen) vs loop "
-          "| stacked (all 8) vs loop |")
-    print("|---|---|---|---|---|---|---|")
+    print("| config | single-run steps GFLOP/s | % of peak | bare forward+backward GFLOP/s (% of peak) | chosen path "
+          "| probe s | population (chosen) vs loop | stacked (all 8) vs loop |")
+    print("|---|---|---|---|---|---|---|---|")
     for width, bs in CONFIGS:
         cfg = RunConfig(dataset="mnist1d", model="mlp", width=width, batch_size=bs, lr=0.05, epochs=epochs)
         ds = load_data(cfg)
@@ -91,9 +93,25 @@ def bench_engine(peak: float, epochs: int, repeats: int) -> None:
             "loop": lambda: [train(cfg.replace(seed=s)) for s in SEEDS],
         }, repeats)
         gflops = len(SEEDS) * epochs * len(ds.y_train) * flops / steps["loop"] / 1e9
+        bare = bs * flops / bare_step_seconds(cfg, repeats) / 1e9
         path = f"{chosen['kind']}, {chosen['members_per_chunk']} per chunk"
-        print(f"| w{width} bs{bs} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {path} | {probe_s:.2f} "
+        print(f"| w{width} bs{bs} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {bare:.1f} ({100 * bare / peak:.0f}%) "
+              f"| {path} | {probe_s:.2f} "
               f"| {wall['loop'] / wall['chosen']:.2f}x | {wall['loop'] / wall['stacked']:.2f}x |")
+
+
+def bare_step_seconds(cfg: RunConfig, repeats: int, steps: int = 50) -> float:
+    """Median time of the module's own forward, cross-entropy and backward on one batch: what
+    PyTorch itself reaches at this shape, without the engine's SGD step and recording."""
+    ds = load_data(cfg)
+    model = init_model(cfg, 0, ds.input_shape, ds.n_classes)
+    X, y = ds.X_train[:cfg.batch_size], ds.y_train[:cfg.batch_size]
+
+    def block():
+        for _ in range(steps):
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(X), y).backward()
+    return median_alternating({"bare": block}, repeats)["bare"] / steps
 
 
 def reference_hvp(model: nn.Module, X, y):
