@@ -108,7 +108,11 @@ def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], N
 
 
 PATHS = (None, "stacked", "loop")
-PROBE_STEPS, PROBE_ROUNDS = 3, 2
+PROBE_STEPS, PROBE_ROUNDS = 3, 3
+# Stacking must beat the loop by this factor per member-step to be chosen: where it pays it pays
+# 1.3-3x, and where the two were within noise on a shared machine the probe picked either, so a
+# close call goes to the loop (which is also exact).
+STACK_MARGIN = 0.9
 _chosen_paths: dict[tuple, dict] = {}  # one probe per step shape and thread count in a process
 
 
@@ -119,9 +123,9 @@ def choose_path(cfg: RunConfig, members: int) -> dict:
     population of 8 was 1.7-1.95x the loop at mlp w64 bs16 but 0.79-1.09x at w128-256 bs64 on one
     CPU thread) and on the device. The probe times training steps of a single run and of stacked
     chunks of half and all the members, round-robin (the fastest of each candidate's steps, as
-    the machine may be shared), and takes the least time per member-step; the loop wins ties, so
-    a population is never planned slower than the loop. Costs a few dozen steps, once per step
-    shape in a process.
+    the machine may be shared), and takes the least time per member-step; stacking must beat the
+    loop by STACK_MARGIN, so a population is not planned slower than the loop. Costs a few dozen
+    steps, once per step shape in a process.
     """
     n = len(load_data(cfg).y_train)
     key = (cfg.dataset, cfg.n_samples, cfg.model, cfg.width, batch_size_at(cfg, 0, n), cfg.schedule,
@@ -133,7 +137,8 @@ def choose_path(cfg: RunConfig, members: int) -> dict:
         for _ in range(PROBE_ROUNDS):
             for k, engine in engines.items():
                 per_member[k] = min(per_member[k], engine.seconds_per_step(PROBE_STEPS) / k)
-        best = min(sizes, key=lambda k: (per_member[k], k))  # ties: the smaller chunk, the loop first
+        stacked = min(sizes[1:], key=lambda k: (per_member[k], k), default=1)  # ties: the smaller chunk
+        best = stacked if per_member[stacked] < STACK_MARGIN * per_member[1] else 1
         _chosen_paths[key] = {"kind": "loop" if best == 1 else "stacked", "members_per_chunk": best,
                               "threads": torch.get_num_threads(),
                               "probe_s_per_member_step": {str(k): t for k, t in per_member.items()}}

@@ -128,6 +128,7 @@ class _CountingForward(nn.Module):
     ([0, 1, 0, 400, 0, 1600], 3 + 9),  # 1 point per pass is fastest: the 9 points after the probe take 9
     ([0, 10, 0, 4, 0, 160], 3 + 3),  # 4 per pass: 4 + 4 + 1
     ([0, 10, 0, 40, 0, 16], 3 + 1),  # 16 per pass: one
+    ([0, 10, 0, 38, 0, 160], 3 + 9),  # 4 per pass is faster, but within PROBE_MARGIN of the first
 ])
 def test_probe_picks_the_fastest_points_per_pass_and_keeps_its_points(monkeypatch, clock, passes):
     from lossscape.geometry import _functional

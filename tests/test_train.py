@@ -94,6 +94,7 @@ def test_population_members_stop_on_their_own():
 @pytest.mark.parametrize("per_step, kind, chunk", [
     ({1: 1.0, 2: 2.5, 3: 3.5}, "loop", 1),  # stacking is slower per member: the loop
     ({1: 1.0, 2: 2.0, 3: 3.0}, "loop", 1),  # a tie goes to the loop
+    ({1: 1.0, 2: 1.9, 3: 2.85}, "loop", 1),  # and so does stacking within STACK_MARGIN of it
     ({1: 1.0, 2: 1.2, 3: 2.5}, "stacked", 2),  # chunks of 2: members 0-1 stacked, then 2 alone
     ({1: 1.0, 2: 1.2, 3: 1.2}, "stacked", 3),
 ])
