@@ -4,7 +4,10 @@ One engine serves both: parameters are held as tensors with a leading member dim
 population of seeds trains as one stacked model (torch.func: stack_module_state, functional_call,
 vmap), and as the module's own tensors for a single run. The SGD step is written out with foreach
 ops so that the per-step update norm is the update itself, not a second flatten-and-copy, and so
-that stopped members of a population can be masked out.
+that stopped members of a population can be masked out. Whether a population trains stacked (and
+in chunks of how many members) or as a loop of single runs is measured per step shape by a short
+probe (`choose_path`); models made only of Linear/ReLU/Flatten layers run their stacked forward
+without vmap (lossscape.stacked_mlp).
 
 Every member has its own initialization (torch seeded with its seed while the model is built) and
 its own data order (a torch.Generator seeded with its seed), so member s of a population equals
