@@ -348,7 +348,7 @@ def _write_entry(run: Run, key: str, folder: Path, file_mode: int) -> None:
         "key": key, "config": run.config.to_dict(), "history": run.history, "stop_reason": run.stop_reason,
         "total_time_s": run.total_time_s, "device": run.device, "input_shape": list(run.input_shape),
         "n_classes": run.n_classes, "n_snapshots": len(run.snapshots), "snapshot_steps": run.snapshot_steps,
-        "best_epoch": run.best_epoch, "state_keys": list(run.final_state),
+        "best_epoch": run.best_epoch, "engine_path": run.engine_path, "state_keys": list(run.final_state),
     }
     (folder / "run.json").write_text(json.dumps(meta, indent=1))
     manifest = {"format": CACHE_FORMAT, "key": key, "sha256": {n: _sha256(folder / n) for n in _CHECKED_FILES}}
@@ -385,7 +385,7 @@ def _read_entry(folder: Path, key: str, cfg: RunConfig) -> Run:
             initial_state=part("initial"), final_state=part("final"), stop_reason=meta["stop_reason"],
             total_time_s=meta["total_time_s"], device=meta["device"], input_shape=tuple(meta["input_shape"]),
             n_classes=meta["n_classes"], snapshots=[part(f"snapshot{i}") for i in range(meta["n_snapshots"])],
-            snapshot_steps=meta["snapshot_steps"], best_epoch=meta["best_epoch"])
+            snapshot_steps=meta["snapshot_steps"], best_epoch=meta["best_epoch"], engine_path=meta["engine_path"])
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:  # a file missing, or not a file
         raise _Damaged(_reason(exc)) from None
     except (ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:  # unparseable, wrong shape

@@ -4,7 +4,10 @@ One engine serves both: parameters are held as tensors with a leading member dim
 population of seeds trains as one stacked model (torch.func: stack_module_state, functional_call,
 vmap), and as the module's own tensors for a single run. The SGD step is written out with foreach
 ops so that the per-step update norm is the update itself, not a second flatten-and-copy, and so
-that stopped members of a population can be masked out.
+that stopped members of a population can be masked out. Whether a population trains stacked (and
+in chunks of how many members) or as a loop of single runs is measured per step shape by a short
+probe (`choose_path`); models made only of Linear/ReLU/Flatten layers run their stacked forward
+without vmap (lossscape.stacked_mlp).
 
 Every member has its own initialization (torch seeded with its seed while the model is built) and
 its own data order (a torch.Generator seeded with its seed), so member s of a population equals
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from . import freezeout
+from . import freezeout, stacked_mlp
 from .config import DATA_SEED_STRIDE, ConfigError, RunConfig
 from .data import load_dataset
 from .footprint import check_memory
@@ -50,6 +53,9 @@ class Run:
     snapshots: list[dict[str, torch.Tensor]] = field(default_factory=list)
     snapshot_steps: list[int] = field(default_factory=list)
     best_epoch: int | None = None  # early_stop: the epoch whose weights final_state holds
+    # how the run was trained: {"kind": "single" | "loop" | "stacked", "members_per_chunk", "threads",
+    # and for a probed population "probe_s_per_member_step"} (train_population's choice)
+    engine_path: dict = field(default_factory=dict)
 
     def model(self, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
         """A fresh module holding the final weights (or `state`), in eval mode, on the CPU."""
@@ -74,23 +80,81 @@ def train(cfg: RunConfig, *, progress: Callable[[int, dict], None] | None = None
     if cfg.world_size > 1:
         from .parallel import train_ddp
         return train_ddp(cfg, progress=progress)
-    return _Engine(cfg, [cfg.seed], stacked=False, progress=progress).run()[0]
+    run = _Engine(cfg, [cfg.seed], stacked=False, progress=progress).run()[0]
+    run.engine_path = {"kind": "single", "members_per_chunk": 1, "threads": torch.get_num_threads()}
+    return run
 
 
-def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], None] | None = None) -> list[Run]:
-    """Train cfg once per seed, as one stacked model where the model allows it.
+def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], None] | None = None,
+                     path: str | None = None) -> list[Run]:
+    """Train cfg once per seed: as stacked models (chunks of members) or as a loop of `train`.
 
-    BatchNorm models (running statistics do not vmap cleanly) and data-parallel configs fall back
-    to a loop of `train`, with the same results. A population whose estimated memory exceeds the
-    device's is refused before anything is built (lossscape.footprint).
+    path=None lets a short probe choose (`choose_path`); "stacked" (all members in one chunk) or
+    "loop" force one. BatchNorm models (running statistics do not vmap cleanly) and data-parallel
+    configs always loop. Either way member s equals train(cfg.replace(seed=s)), exactly in a loop
+    and up to float rounding when stacked; every Run records the path in `engine_path`. A
+    population whose estimated memory exceeds the device's is refused before anything is built
+    (lossscape.footprint).
     """
+    if path not in PATHS:
+        raise ValueError(f"path: got {path!r}; allowed: {', '.join(map(repr, PATHS))}")
     seeds = [int(s) for s in seeds]
     check_memory(cfg, len(seeds), load_data(cfg), EVAL_CHUNK)
     with torch.random.fork_rng(devices=[]):  # a probe for BatchNorm; the caller's RNG stays put
         probe = build_model(cfg.model, *_shape_and_classes(cfg), cfg.width)
-    if cfg.world_size > 1 or has_batchnorm(probe) or len(seeds) == 1:
-        return [train(cfg.replace(seed=s), progress=progress) for s in seeds]
-    return _Engine(cfg, seeds, stacked=True, progress=progress).run()
+    if cfg.world_size > 1 or has_batchnorm(probe) or len(seeds) == 1 or path == "loop":
+        chosen = {"kind": "loop", "members_per_chunk": 1, "threads": torch.get_num_threads()}
+    elif path == "stacked":
+        chosen = {"kind": "stacked", "members_per_chunk": len(seeds), "threads": torch.get_num_threads()}
+    else:
+        chosen = choose_path(cfg, len(seeds))
+    if chosen["kind"] == "loop":
+        runs = [train(cfg.replace(seed=s), progress=progress) for s in seeds]
+    else:
+        k = chosen["members_per_chunk"]
+        runs = [run for i in range(0, len(seeds), k)
+                for run in _Engine(cfg, seeds[i:i + k], stacked=True, progress=progress).run()]
+    for run in runs:
+        run.engine_path = dict(chosen)
+    return runs
+
+
+PATHS = (None, "stacked", "loop")
+PROBE_STEPS, PROBE_ROUNDS = 3, 3
+# Stacking must beat the loop by this factor per member-step to be chosen: where it pays it pays
+# 1.3-3x, and where the two were within noise on a shared machine the probe picked either, so a
+# close call goes to the loop (which is also exact).
+STACK_MARGIN = 0.9
+_chosen_paths: dict[tuple, dict] = {}  # one probe per step shape and thread count in a process
+
+
+def choose_path(cfg: RunConfig, members: int) -> dict:
+    """The fastest way to train `members` seeds of cfg: a loop of single runs or stacked chunks.
+
+    Measured, not modelled: whether stacking pays depends on how overhead-bound a step is (a
+    population of 8 was 1.7-1.95x the loop at mlp w64 bs16 but 0.79-1.09x at w128-256 bs64 on one
+    CPU thread) and on the device. The probe times training steps of a single run and of stacked
+    chunks of half and all the members, round-robin (the fastest of each candidate's steps, as
+    the machine may be shared), and takes the least time per member-step; stacking must beat the
+    loop by STACK_MARGIN, so a population is not planned slower than the loop. Costs a few dozen
+    steps, once per step shape in a process.
+    """
+    n = len(load_data(cfg).y_train)
+    key = (cfg.dataset, cfg.n_samples, cfg.model, cfg.width, batch_size_at(cfg, 0, n), cfg.schedule,
+           cfg.momentum, cfg.dtype, cfg.device, members, torch.get_num_threads())
+    if key not in _chosen_paths:
+        sizes = sorted({1, math.ceil(members / 2), members})
+        engines = {k: _Engine(cfg, list(range(k)), stacked=k > 1) for k in sizes}
+        per_member = {k: math.inf for k in sizes}
+        for _ in range(PROBE_ROUNDS):
+            for k, engine in engines.items():
+                per_member[k] = min(per_member[k], engine.seconds_per_step(PROBE_STEPS) / k)
+        stacked = min(sizes[1:], key=lambda k: (per_member[k], k), default=1)  # ties: the smaller chunk
+        best = stacked if per_member[stacked] < STACK_MARGIN * per_member[1] else 1
+        _chosen_paths[key] = {"kind": "loop" if best == 1 else "stacked", "members_per_chunk": best,
+                              "threads": torch.get_num_threads(),
+                              "probe_s_per_member_step": {str(k): t for k, t in per_member.items()}}
+    return _chosen_paths[key]
 
 
 def load_data(cfg: RunConfig, data_dir=None):
@@ -194,6 +258,8 @@ class _Engine:
         self.stages = [stage_of(k) for k in self.names]
         self.n_stages = len(self.base.stages)
         self.forward_module = wrap(self.base) if wrap else self.base
+        self.plain_mlp = stacked and stacked_mlp.supports(self.base)  # no vmap needed (stacked_mlp)
+        self.momentum_buf = None
 
     # -- forward ---------------------------------------------------------------------------
     def _logits(self, params, x):
@@ -201,6 +267,8 @@ class _Engine:
         if not self.stacked:
             return self.forward_module(x)
         names = self.names
+        if self.plain_mlp:
+            return stacked_mlp.forward(self.base, dict(zip(names, params)), x)
 
         def one(p, xb):
             return functional_call(self.base, dict(zip(names, p)), (xb,))
@@ -240,13 +308,68 @@ class _Engine:
             return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors]).square().sum(0)
         return torch.stack(torch._foreach_norm(tensors)).square().sum().reshape(1)
 
+    def _step(self, batch, lrs, masks):
+        """One SGD step on the examples `batch` ([S, B] stacked, [B] single) at the stage learning
+        rates `lrs`; returns the squared norm of each member's update: [S]."""
+        cfg = self.cfg
+        idx = batch[self.rank::self.world] if self.world > 1 else batch
+        xb, yb = self.X[idx], self.y[idx]
+        live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
+        if self.n_stages and cfg.schedule == "freezeout":
+            self.base.frozen_stages = freezeout.frozen_prefix(lrs)
+        plist = [self.params[i] for i in live]
+        for p in plist:
+            p.grad = None
+        logits = self._logits(self.params, xb)
+        if self.world > 1:
+            # DDP averages the ranks' gradients: a rank's summed loss times world / |batch|
+            # makes that average the global batch's mean gradient, also when a short last
+            # batch splits unevenly over the ranks (or leaves one of them nothing).
+            loss = F.cross_entropy(logits, yb, reduction="sum") * (self.world / batch.shape[-1])
+        else:
+            loss = self._losses(logits, yb)
+        loss.sum().backward()
+        with torch.no_grad():
+            d = [p.grad for p in plist]
+            if cfg.weight_decay:
+                d = torch._foreach_add(d, plist, alpha=cfg.weight_decay)
+            if cfg.momentum:
+                if self.momentum_buf is None:
+                    self.momentum_buf = [torch.zeros_like(p) for p in self.params]
+                bufs = [self.momentum_buf[i] for i in live]
+                torch._foreach_mul_(bufs, cfg.momentum)
+                torch._foreach_add_(bufs, d)
+                d = torch._foreach_add(d, bufs, alpha=cfg.momentum) if cfg.nesterov else bufs
+            upd = torch._foreach_mul(d, [lrs[self.stages[i]] for i in live])
+            if masks is not None:
+                upd = torch._foreach_mul(upd, [masks[i] for i in live])
+            torch._foreach_sub_(plist, upd)
+            return self._sq_norms(upd)
+
+    def seconds_per_step(self, steps: int) -> float:
+        """The fastest of `steps` timed training steps on epoch 0's first batches (the probe of
+        train_population). The steps move this engine's weights: probe engines are thrown away."""
+        n = len(self.y)
+        bs = batch_size_at(self.cfg, 0, n)
+        perms = torch.stack([epoch_permutation(s, 0, n) for s in self.seeds]).to(self.device)
+        perms = perms if self.stacked else perms[0]
+        lrs = self._stage_lrs(0, 1, 0.0)
+        fastest = math.inf
+        for j in range(steps):
+            start = (j * bs) % max(1, n - bs + 1)
+            self._sync()
+            t0 = time.perf_counter()
+            self._step(perms[..., start:start + bs], lrs, None)
+            self._sync()
+            fastest = min(fastest, time.perf_counter() - t0)
+        return fastest
+
     def run(self) -> list[Run]:
         cfg, S = self.cfg, len(self.seeds)
         n = len(self.y)
         epochs_bs = [batch_size_at(cfg, e, n) for e in range(cfg.epochs)]
         total_steps = sum(math.ceil(n / b) for b in epochs_bs)
         snap_at = set(snapshot_steps(total_steps, cfg.snapshots)) if cfg.snapshots else set()
-        momentum_buf = None
         active = torch.ones(S, dtype=torch.bool)  # members still training
         reasons = ["max_epochs"] * S
         histories = [[] for _ in range(S)]
@@ -274,41 +397,8 @@ class _Engine:
             self._sync()
             t0 = time.perf_counter()
             for j in range(steps_this):
-                batch = perms[..., j * bs:(j + 1) * bs]
-                idx = batch[self.rank::self.world] if self.world > 1 else batch
-                xb, yb = self.X[idx], self.y[idx]
                 lrs = self._stage_lrs(step, total_steps, epoch + j / steps_this)
-                live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
-                if self.n_stages and cfg.schedule == "freezeout":
-                    self.base.frozen_stages = freezeout.frozen_prefix(lrs)
-                plist = [self.params[i] for i in live]
-                for p in plist:
-                    p.grad = None
-                logits = self._logits(self.params, xb)
-                if self.world > 1:
-                    # DDP averages the ranks' gradients: a rank's summed loss times world / |batch|
-                    # makes that average the global batch's mean gradient, also when a short last
-                    # batch splits unevenly over the ranks (or leaves one of them nothing).
-                    loss = F.cross_entropy(logits, yb, reduction="sum") * (self.world / batch.shape[-1])
-                else:
-                    loss = self._losses(logits, yb)
-                loss.sum().backward()
-                with torch.no_grad():
-                    d = [p.grad for p in plist]
-                    if cfg.weight_decay:
-                        d = torch._foreach_add(d, plist, alpha=cfg.weight_decay)
-                    if cfg.momentum:
-                        if momentum_buf is None:
-                            momentum_buf = [torch.zeros_like(p) for p in self.params]
-                        bufs = [momentum_buf[i] for i in live]
-                        torch._foreach_mul_(bufs, cfg.momentum)
-                        torch._foreach_add_(bufs, d)
-                        d = torch._foreach_add(d, bufs, alpha=cfg.momentum) if cfg.nesterov else bufs
-                    upd = torch._foreach_mul(d, [lrs[self.stages[i]] for i in live])
-                    if masks is not None:
-                        upd = torch._foreach_mul(upd, [masks[i] for i in live])
-                    torch._foreach_sub_(plist, upd)
-                    epoch_norms.append(self._sq_norms(upd))
+                epoch_norms.append(self._step(perms[..., j * bs:(j + 1) * bs], lrs, masks))
                 step += 1
                 if step in snap_at:
                     for m in range(S):

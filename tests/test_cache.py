@@ -45,6 +45,7 @@ def _same(a, b):
     for s, t in [(a.initial_state, b.initial_state), (a.final_state, b.final_state)] + list(zip(a.snapshots, b.snapshots)):
         assert s.keys() == t.keys() and all(torch.equal(s[k], t[k]) for k in s)
     assert len(a.snapshots) == len(b.snapshots) == 2 and a.snapshot_steps == b.snapshot_steps
+    assert a.engine_path == b.engine_path and a.engine_path["kind"]
 
 
 def test_round_trip(tmp_path, counted):

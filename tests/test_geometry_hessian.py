@@ -85,3 +85,32 @@ def test_trace_is_reproducible_by_seed(problem):
     model, X, y, _ = problem
     assert g.hessian_trace(model, X, y, samples=5, seed=1) == g.hessian_trace(model, X, y, samples=5, seed=1)
     assert g.hessian_trace(model, X, y, samples=5, seed=1) != g.hessian_trace(model, X, y, samples=5, seed=2)
+
+
+class _CountingForward(nn.Module):
+    """Wraps a model and counts its forward passes."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, X):
+        self.calls += 1
+        return self.inner(X)
+
+
+@pytest.mark.parametrize("batch_size, forwards", [(None, 1), (5, 5 * 7)])  # 23 examples: 5 chunks of <= 5
+def test_products_reuse_the_first_order_graph_when_x_fits_one_chunk(problem, batch_size, forwards):
+    model, X, y, H = problem
+    counted = _CountingForward(model)
+    mean, _ = g.hessian_trace(counted, X, y, samples=7, seed=0, batch_size=batch_size)
+    assert counted.calls == forwards  # one chunk: one forward for all 7 products
+    v_h_v = g.hessian_trace(model, X, y, samples=7, seed=0, batch_size=None if batch_size else 5)[0]
+    assert mean == pytest.approx(v_h_v, rel=1e-9)  # both paths give the same products
+
+
+def test_loss_linear_in_the_weights_has_zero_hessian():
+    # the gradient is a constant with no graph: the product must be 0, not an autograd error
+    model = nn.Linear(3, 1, bias=False).double()
+    X = torch.randn(6, 3, dtype=torch.float64)
+    assert g.hessian_trace(model, X, X[:, 0], samples=3, loss_fn=lambda out, _: out.mean()) == (0.0, 0.0)

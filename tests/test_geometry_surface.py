@@ -110,3 +110,36 @@ def test_direction_with_wrong_keys_is_refused():
     d = g.filter_normalized_direction(model)
     with pytest.raises(ValueError):
         g.loss_slice_1d(model, X, y, {k: v for k, v in d.items() if k != "0.bias"}, [0.0])
+
+
+class _CountingForward(nn.Module):
+    """Wraps a model and counts its forward passes (a vmapped pass over many points is one)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, X):
+        self.calls += 1
+        return self.inner(X)
+
+
+@pytest.mark.parametrize("clock, passes", [
+    ([0, 1, 0, 400, 0, 1600], 3 + 9),  # 1 point per pass is fastest: the 9 points after the probe take 9
+    ([0, 10, 0, 4, 0, 160], 3 + 3),  # 4 per pass: 4 + 4 + 1
+    ([0, 10, 0, 40, 0, 16], 3 + 1),  # 16 per pass: one
+    ([0, 10, 0, 38, 0, 160], 3 + 9),  # 4 per pass is faster, but within PROBE_MARGIN of the first
+])
+def test_probe_picks_the_fastest_points_per_pass_and_keeps_its_points(monkeypatch, clock, passes):
+    from lossscape.geometry import _functional
+    ticks = iter(clock)
+    monkeypatch.setattr(_functional, "_synced_clock", lambda device: next(ticks))
+    model = mlp()
+    counted = _CountingForward(model)
+    X, y = data(model)
+    dx, dy = g.filter_normalized_direction(counted, seed=4), g.filter_normalized_direction(counted, seed=5)
+    xs, ys = np.linspace(-1, 1, 6), np.linspace(-0.5, 0.5, 5)  # 30 points: 1 + 4 + 16 probe, 9 after
+    Z = g.loss_surface_2d(counted, X, y, dx, dy, xs, ys)
+    assert counted.calls == passes
+    expected = [[loss_by_hand(counted, X, y, [(a, dx), (b, dy)]) for a in xs] for b in ys]
+    np.testing.assert_allclose(Z, expected, rtol=1e-10)

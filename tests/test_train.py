@@ -1,5 +1,6 @@
 """The training engine against independent references: torch.optim.SGD, single vs population runs,
 hand-computed update norms and distances, and each stop rule."""
+import importlib
 import math
 
 import numpy as np
@@ -35,7 +36,8 @@ def test_same_config_and_seed_give_bit_identical_weights():
 def test_training_does_not_touch_the_global_rng():
     before = torch.random.get_rng_state()
     train(cfg(epochs=1))
-    train_population(cfg(epochs=1), [0, 1])
+    train_population(cfg(epochs=1), [0, 1])  # the path probe included
+    train_population(cfg(epochs=1), [0, 1], path="stacked")
     assert torch.equal(before, torch.random.get_rng_state())
 
 
@@ -67,7 +69,8 @@ def test_population_members_equal_single_runs():
     float32 rounding (~6e-8 relative per op) accumulates over the 30 steps; 1e-5 absolute on
     weights of order 0.1-1 is well above that drift and far below a seed's effect (> 1e-3)."""
     seeds = [0, 3, 7]
-    pop = train_population(cfg(), seeds)
+    pop = train_population(cfg(), seeds, path="stacked")
+    assert [m.engine_path["kind"] for m in pop] == ["stacked"] * 3
     for seed, member in zip(seeds, pop):
         single = train(cfg(seed=seed))
         assert member.config.seed == seed
@@ -81,7 +84,7 @@ def test_population_members_equal_single_runs():
 
 def test_population_members_stop_on_their_own():
     c = cfg(stop="target_loss", target_loss=1.9, epochs=40, lr=0.05)
-    pop = train_population(c, [0, 1, 2])
+    pop = train_population(c, [0, 1, 2], path="stacked")
     for member in pop:
         single = train(c.replace(seed=member.config.seed))
         assert member.stop_reason == single.stop_reason
@@ -89,10 +92,39 @@ def test_population_members_stop_on_their_own():
         assert _max_diff(member.final_state, single.final_state) < 1e-5
 
 
+@pytest.mark.parametrize("per_step, kind, chunk", [
+    ({1: 1.0, 2: 2.5, 3: 3.5}, "loop", 1),  # stacking is slower per member: the loop
+    ({1: 1.0, 2: 2.0, 3: 3.0}, "loop", 1),  # a tie goes to the loop
+    ({1: 1.0, 2: 1.9, 3: 2.85}, "loop", 1),  # and so does stacking within STACK_MARGIN of it
+    ({1: 1.0, 2: 1.2, 3: 2.5}, "stacked", 2),  # chunks of 2: members 0-1 stacked, then 2 alone
+    ({1: 1.0, 2: 1.2, 3: 1.2}, "stacked", 3),
+])
+def test_population_takes_the_path_the_probe_measures_fastest(monkeypatch, per_step, kind, chunk):
+    engine = importlib.import_module("lossscape.train")  # the module; lossscape.train is the function
+    monkeypatch.setattr(engine, "_chosen_paths", {})
+    monkeypatch.setattr(engine._Engine, "seconds_per_step", lambda self, steps: per_step[len(self.seeds)])
+    seeds = [0, 3, 7]
+    pop = train_population(cfg(epochs=2), seeds)
+    for seed, member in zip(seeds, pop):
+        assert (member.engine_path["kind"], member.engine_path["members_per_chunk"]) == (kind, chunk)
+        assert member.engine_path["probe_s_per_member_step"] == {str(k): t / k for k, t in per_step.items()}
+        single = train(cfg(epochs=2, seed=seed))
+        assert member.config.seed == seed
+        assert _max_diff(member.final_state, single.final_state) < 1e-5
+        if kind == "loop":
+            assert _max_diff(member.final_state, single.final_state) == 0
+
+
+def test_population_path_must_be_known():
+    with pytest.raises(ValueError, match="path: got 'fast'"):
+        train_population(cfg(), [0, 1], path="fast")
+
+
 def test_batchnorm_population_falls_back_to_identical_single_runs():
     c = cfg(model="resnet_small", width=4, epochs=1, batch_size=64)
-    pop = train_population(c, [0, 1])
+    pop = train_population(c, [0, 1], path="stacked")
     for member in pop:
+        assert member.engine_path["kind"] == "loop"
         single = train(c.replace(seed=member.config.seed))
         assert _max_diff(member.final_state, single.final_state) == 0
 
@@ -149,7 +181,7 @@ def test_early_stop_restores_batchnorm_statistics_with_the_weights():
 def test_a_stopped_member_takes_no_more_snapshots():
     # one cycle per epoch; members stop at epoch 7 or 8 (checked), so the old shared list would differ
     c = cfg(schedule="cyclic_cosine", snapshots=9, epochs=9, stop="target_loss", target_loss=2.0, lr=0.2)
-    for member in train_population(c, [0, 1, 2, 3]):
+    for member in train_population(c, [0, 1, 2, 3], path="stacked"):
         single = train(c.replace(seed=member.config.seed))
         assert member.snapshot_steps == single.snapshot_steps
         assert len(member.snapshots) == len(single.snapshots)

@@ -7,6 +7,7 @@ metric changes is the train/eval flag, which `evaluating` restores.
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
@@ -21,13 +22,18 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 # Examples per forward pass when a caller gives no batch_size: large enough to keep the matmuls
 # efficient, small enough that activations of the models we study stay well under 1 GiB.
 DEFAULT_BATCH = 4096
-# Points of weight space per vmapped pass (surfaces, slices, interpolations), and the largest
-# points x examples in one vmapped forward. On CPU the batched matmuls are compute-bound and
-# big stacks fall out of cache: for the benchmark MLP, passes of 4096 point-examples (16 points
-# x 256 examples) were within 20% of the fastest setting, and 4x larger passes 30-60%
-# slower. On CUDA larger passes amortize kernel launches; 2**16 keeps a 1024-wide layer's
-# activations at 256 MiB.
-DEFAULT_POINTS_PER_PASS = 16
+# Points of weight space per pass (surfaces, slices, interpolations), and the largest
+# points x examples in one pass. With no points_per_pass given, the first points of a call are
+# a probe: each candidate evaluates its own next points, timed per point, and the fastest does
+# the rest, so the probe is real work, not overhead. On CPU the batched matmuls are compute-bound
+# and big stacks fall out of cache: for the benchmark MLP one point per full-batch pass, 4 and
+# 16 vmapped points were within 20% of each other, which one wins depending on the model and
+# the machine; 64 was 30-60% slower. On CUDA larger passes amortize kernel launches; 2**16
+# point-examples keep a 1024-wide layer's activations at 256 MiB.
+PROBE_POINTS = {"cpu": (1, 4, 16), "cuda": (16, 64, 256)}
+# A larger pass must beat the first candidate by this factor: single timings on a shared machine
+# are noisy, and on CPU the first (one plain pass per point) is the baseline to beat.
+PROBE_MARGIN = 0.9
 MAX_POINT_EXAMPLES = {"cpu": 2**12, "cuda": 2**16}
 
 
@@ -154,20 +160,24 @@ def losses_at_points(
     loss_fn: LossFn,
     points_per_pass: int | None,
     batch_size: int | None,
+    accuracy: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean loss and accuracy over X at the points theta + sum_k coeffs[p, k] * directions[k].
 
     theta is `model`'s parameters; `buffer_directions` (if given) move float buffers the same way
-    (interpolating BatchNorm statistics), other buffers stay as they are. Many points share one
-    pass over the data: their weights are stacked and the forward is vmapped over the point
+    (interpolating BatchNorm statistics), other buffers stay as they are. Many points can share
+    one pass over the data: their weights are stacked and the forward is vmapped over the point
     dimension, so each layer becomes one batched matmul over points; loss_fn must therefore be
-    vmappable (torch ops only, no .item()). Accuracy is NaN unless y holds integer class labels.
+    vmappable (torch ops only, no .item()). points_per_pass=None lets a probe choose (see
+    PROBE_POINTS). Accuracy is NaN unless y holds integer class labels and accuracy=True (its
+    argmax is a few percent of an MLP's pass; surfaces skip it).
     """
     params, bufs = parameters(model), buffers(model)
     moving = list(buffer_directions[0]) if buffer_directions else []
     fixed_bufs = {k: v for k, v in bufs.items() if k not in moving}
+    device = device_of(model)
     coeffs = torch.as_tensor(np.asarray(coeffs), dtype=next(iter(params.values())).dtype)
-    coeffs = coeffs.reshape(len(coeffs), -1).to(device_of(model))
+    coeffs = coeffs.reshape(len(coeffs), -1).to(device)
 
     def as_matrices(base: dict[str, Tensor], dirs: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
         return {k: torch.stack([d[k].reshape(-1) for d in dirs]) for k in base}  # [K, numel]
@@ -178,30 +188,57 @@ def losses_at_points(
 
     moving_bufs = {k: bufs[k] for k in moving}
     param_dirs, buffer_dirs = as_matrices(params, directions), as_matrices(moving_bufs, buffer_directions)
-
-    classify = not y.is_floating_point()
-    points = points_per_pass or DEFAULT_POINTS_PER_PASS
+    classify = accuracy and not y.is_floating_point()
     n = len(X)
+    budget = MAX_POINT_EXAMPLES.get(device.type, MAX_POINT_EXAMPLES["cpu"])
+
+    def one_point(p, b, xb, yb):
+        logits = functional_call(model, {**p, **b, **fixed_bufs}, (xb,))
+        hits = (logits.argmax(-1) == yb).sum() if classify else logits.new_zeros(())
+        return loss_fn(logits, yb), hits
+
+    def evaluate(c: Tensor) -> tuple[Tensor, Tensor]:
+        """Loss and accuracy at the points c, in one pass over X."""
+        p_stack, b_stack = stacked(params, param_dirs, c), stacked(moving_bufs, buffer_dirs, c)
+        loss = torch.zeros(len(c), dtype=torch.float64, device=device)
+        correct = torch.zeros_like(loss)
+        for sl in slices(n, batch_size or max(1, budget // len(c))):
+            xb, yb = X[sl], y[sl]
+            if len(c) == 1:  # one point needs no vmap: its pass is the plain forward
+                chunk = one_point({k: v[0] for k, v in p_stack.items()}, {k: v[0] for k, v in b_stack.items()}, xb, yb)
+                chunk_loss, hits = (t.reshape(1) for t in chunk)
+            else:
+                chunk_loss, hits = vmap(one_point, in_dims=(0, 0, None, None))(p_stack, b_stack, xb, yb)
+            loss += chunk_loss.double() * ((sl.stop - sl.start) / n)
+            correct += hits.double()
+        return loss, (correct / n if classify else torch.full_like(loss, float("nan")))
+
     losses, accs = [], []
+    start = 0
     with torch.no_grad():
-        for pts in slices(len(coeffs), points):
-            c = coeffs[pts]
-            p_stack, b_stack = stacked(params, param_dirs, c), stacked(moving_bufs, buffer_dirs, c)
-            loss = torch.zeros(len(c), dtype=torch.float64, device=c.device)
-            correct = torch.zeros_like(loss)
-            budget = MAX_POINT_EXAMPLES.get(c.device.type, MAX_POINT_EXAMPLES["cpu"])
-            examples = batch_size or max(1, budget // len(c))
-            for sl in slices(n, examples):
-                xb, yb = X[sl], y[sl]
-
-                def one_point(p, b):
-                    logits = functional_call(model, {**p, **b, **fixed_bufs}, (xb,))
-                    hits = (logits.argmax(-1) == yb).sum() if classify else logits.new_zeros(())
-                    return loss_fn(logits, yb), hits
-
-                chunk_loss, hits = vmap(one_point)(p_stack, b_stack)
-                loss += chunk_loss.double() * ((sl.stop - sl.start) / n)
-                correct += hits.double()
-            losses.append(loss)
-            accs.append(correct / n if classify else torch.full_like(loss, float("nan")))
+        points = points_per_pass
+        if points is None:  # the probe: each candidate times its own next points
+            seconds_per_point = {}
+            for candidate in PROBE_POINTS.get(device.type, PROBE_POINTS["cpu"]):
+                c = coeffs[start:start + candidate]
+                if len(c) < candidate:
+                    break
+                t0 = _synced_clock(device)
+                loss, acc = evaluate(c)
+                seconds_per_point[candidate] = (_synced_clock(device) - t0) / candidate
+                losses.append(loss), accs.append(acc)
+                start += candidate
+            points = min(seconds_per_point, key=seconds_per_point.get, default=1)
+            first = next(iter(seconds_per_point), 1)
+            if points != first and not seconds_per_point[points] < PROBE_MARGIN * seconds_per_point[first]:
+                points = first
+        for pts in slices(len(coeffs) - start, points):
+            loss, acc = evaluate(coeffs[start + pts.start:start + pts.stop])
+            losses.append(loss), accs.append(acc)
     return torch.cat(losses).cpu().numpy(), torch.cat(accs).cpu().numpy()
+
+
+def _synced_clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

@@ -5,8 +5,9 @@ weights into the network and makes a full pass over a DataLoader, one point at a
 points share one pass over X held in memory: `_functional.losses_at_points` stacks their weights
 and vmaps the forward over them. benchmarks/bench_geometry.py separates the two on CPU: most of
 the speedup over the reference comes from dropping the per-example DataLoader; against a loop of
-full-batch passes, vmapping is at par (same matmuls, compute-bound); it is meant to pay off on
-GPUs, where one point's pass is too small to fill the device.
+full-batch passes vmapping is at par (same matmuls, compute-bound), so on CPU the probe in
+`losses_at_points` often settles on one point per pass; vmapping pays off on GPUs, where one
+point's pass is too small to fill the device.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def _losses_along(model, X, y, coeffs, directions, loss_fn, points_per_pass, bat
             loss_fn=resolve_loss(loss_fn),
             points_per_pass=points_per_pass,
             batch_size=batch_size,
+            accuracy=False,
         )
     return loss
 

@@ -1,0 +1,242 @@
+"""Every speed ratio of issue 11 side by side, measured in one run (the machine is shared and noisy:
+ratios taken in the same run are what count, absolute times are not).
+
+    .venv/bin/python benchmarks/bench_speed.py [--threads 1] [--repeats 3] [--epochs 3] [--only engine hvp ...]
+
+1. This machine's sgemm peak (a 1024^3 float32 matmul, fastest of several) and, per MLP
+   configuration on MNIST-1D (w64 bs16, w128 bs64, w256 bs64), the engine's GFLOP/s in the
+   training steps of single runs (FLOPs from lossscape.step_cost: forward, weight and input
+   gradients) and a population of 8 seeds on the path `train_population` chooses, against a
+   loop of 8 single runs (targets: >= 1.0x everywhere, >= 3x at w64 bs16; single runs >= 60% of
+   peak at w256 bs64). The forced stacked path is shown beside it, and the GFLOP/s of the bare
+   module's forward and backward on one batch (no SGD step, no recording) as the ceiling
+   PyTorch itself reaches at that shape.
+2. One Hessian-vector product (MLP 40-256-256-10, 1,000 examples, one chunk) against a
+   graph-reusing reference (create_graph gradient once, then one backward per product) and
+   PyHessian's `hessian_vector_product` if pyhessian is installed (target <= 1.0x). Hutchinson's
+   trace against PyHessian's at equal samples on a small MLP whose exact trace is computed
+   column by column: time per sample and the error against the exact trace.
+3. `loss_surface_2d` (points per pass chosen by its probe) against a plain loop of full-batch
+   forward passes with the same directions (target <= 1.0x), and their largest difference.
+4. The share of a single run's wall time spent evaluating train, val and test each epoch.
+
+Arms alternate within each repeat after a warm-up; medians are reported.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from bench_engine import _alternate
+from bench_geometry import full_batch_loop, mnist1d_train_set, trained_mlp
+from torch import nn
+
+from lossscape import RunConfig, train, train_population
+from lossscape import geometry as g
+from lossscape.geometry.hessian import _HessianVectorProduct
+from lossscape.step_cost import stage_forward_flops, step_flops
+from lossscape.train import init_model, load_data
+
+ENGINE = importlib.import_module("lossscape.train")  # the module (lossscape.train is the function)
+SECTIONS = ["engine", "hvp", "trace", "surface", "evaluation"]
+CONFIGS = [(64, 16), (128, 64), (256, 64)]
+SEEDS = list(range(8))
+
+
+def median_alternating(arms: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per arm; one warm-up call each, then the arms alternate in every repeat."""
+    for fn in arms.values():
+        fn()
+    times = {name: [] for name in arms}
+    for _ in range(repeats):
+        for name, fn in arms.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def sgemm_peak(n: int = 1024, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    fastest = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / fastest / 1e9
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_engine(peak: float, epochs: int, repeats: int) -> None:
+    print(f"\n## Engine: MNIST-1D MLP, {len(SEEDS)} seeds, {epochs} epochs, sgemm peak {peak:.1f} GFLOP/s")
+    print("| config | single-run steps GFLOP/s | % of peak | bare forward+backward GFLOP/s (% of peak) | chosen path "
+          "| probe s | population (chosen) vs loop | stacked (all 8) vs loop |")
+    print("|---|---|---|---|---|---|---|---|")
+    for width, bs in CONFIGS:
+        cfg = RunConfig(dataset="mnist1d", model="mlp", width=width, batch_size=bs, lr=0.05, epochs=epochs)
+        ds = load_data(cfg)
+        flops = step_flops(stage_forward_flops(init_model(cfg, 0, ds.input_shape, ds.n_classes), ds.input_shape), 0)
+        ENGINE._chosen_paths.clear()  # time the probe itself, then reuse its choice
+        probe_s = _seconds(lambda: ENGINE.choose_path(cfg, len(SEEDS)))
+        chosen = ENGINE.choose_path(cfg, len(SEEDS))
+        wall, steps = _alternate({
+            "chosen": lambda: train_population(cfg, SEEDS),
+            "stacked": lambda: train_population(cfg, SEEDS, path="stacked"),
+            "loop": lambda: [train(cfg.replace(seed=s)) for s in SEEDS],
+        }, repeats)
+        gflops = len(SEEDS) * epochs * len(ds.y_train) * flops / steps["loop"] / 1e9
+        bare = bs * flops / bare_step_seconds(cfg, repeats) / 1e9
+        path = f"{chosen['kind']}, {chosen['members_per_chunk']} per chunk"
+        print(f"| w{width} bs{bs} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {bare:.1f} ({100 * bare / peak:.0f}%) "
+              f"| {path} | {probe_s:.2f} "
+              f"| {wall['loop'] / wall['chosen']:.2f}x | {wall['loop'] / wall['stacked']:.2f}x |")
+
+
+def bare_step_seconds(cfg: RunConfig, repeats: int, steps: int = 50) -> float:
+    """Median time of the module's own forward, cross-entropy and backward on one batch: what
+    PyTorch itself reaches at this shape, without the engine's SGD step and recording."""
+    ds = load_data(cfg)
+    model = init_model(cfg, 0, ds.input_shape, ds.n_classes)
+    X, y = ds.X_train[:cfg.batch_size], ds.y_train[:cfg.batch_size]
+
+    def block():
+        for _ in range(steps):
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(X), y).backward()
+    return median_alternating({"bare": block}, repeats)["bare"] / steps
+
+
+def reference_hvp(model: nn.Module, X, y):
+    """The graph-reusing reference: the gradient with its graph once, one backward per product."""
+    params = [p for p in model.parameters()]
+    grads = torch.autograd.grad(F.cross_entropy(model(X), y), params, create_graph=True)
+
+    def product(v):
+        pieces = [t.view(p.shape) for t, p in zip(torch.split(v, [p.numel() for p in params]), params)]
+        return torch.cat([h.reshape(-1) for h in torch.autograd.grad(grads, params, pieces, retain_graph=True)])
+    return product
+
+
+def pyhessian_or_none(model, X, y):
+    try:
+        from pyhessian import hessian
+    except ImportError:
+        return None
+    return hessian(copy.deepcopy(model), nn.CrossEntropyLoss(), data=(X, y), cuda=False)
+
+
+def bench_hvp(X, y, repeats: int, products: int = 10) -> None:
+    model = trained_mlp(X, y).eval()
+    ours = _HessianVectorProduct(model, X, y, None, None)
+    v = torch.randn(ours.flat.numel(), generator=torch.Generator().manual_seed(0))
+    arms = {"lossscape": lambda: [ours(v) for _ in range(products)]}
+    ref = reference_hvp(model, X, y)
+    arms["graph-reusing reference"] = lambda: [ref(v) for _ in range(products)]
+    ph = pyhessian_or_none(model, X, y)
+    if ph is not None:
+        from pyhessian.utils import hessian_vector_product
+        pieces = [t.view(p.shape) for t, p in zip(torch.split(v, [p.numel() for p in ph.params]), ph.params)]
+        arms["PyHessian"] = lambda: [hessian_vector_product(ph.gradsH, ph.params, pieces) for _ in range(products)]
+    diff = float((ours(v) - ref(v)).abs().max())
+    t = median_alternating(arms, repeats)
+    print(f"\n## One Hessian-vector product: MLP 40-256-256-10, {len(X)} examples "
+          f"(max |difference| vs reference {diff:.1e})")
+    print("| method | ms per product | lossscape / method |")
+    print("|---|---|---|")
+    for name, seconds in t.items():
+        print(f"| {name} | {1e3 * seconds / products:.2f} | {t['lossscape'] / seconds:.2f}x |")
+
+
+def bench_trace(X, y, repeats: int, samples: int = 50) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for idx in torch.randperm(len(X)).split(64):
+        opt.zero_grad()
+        F.cross_entropy(model(X[idx]), y[idx]).backward()
+        opt.step()
+    model.eval()
+    hvp = _HessianVectorProduct(model, X, y, None, None)
+    n = hvp.flat.numel()
+    exact = sum(float(hvp(basis)[i]) for i, basis in enumerate(torch.eye(n)))
+    ph = pyhessian_or_none(model, X, y)
+    errors = {"lossscape": [], "PyHessian": []}
+    seed = iter(range(10**6))
+
+    def ours():
+        errors["lossscape"].append(g.hessian_trace(model, X, y, samples=samples, seed=next(seed))[0] - exact)
+
+    def theirs():
+        torch.manual_seed(next(seed))
+        errors["PyHessian"].append(np.mean(ph.trace(maxIter=samples, tol=0.0)) - exact)
+
+    arms = {"lossscape": ours} if ph is None else {"lossscape": ours, "PyHessian": theirs}
+    t = median_alternating(arms, repeats)
+    print(f"\n## Hutchinson's trace: MLP 40-32-32-10 ({n} parameters), {len(X)} examples, {samples} samples "
+          f"per estimate, exact trace {exact:.4f} (from {n} products)")
+    print("| method | s per estimate | RMS relative error | time x error^2 vs lossscape (> 1: less accurate per second) |")
+    print("|---|---|---|---|")
+    rms = {k: float(np.sqrt(np.mean(np.square(e)))) / abs(exact) for k, e in errors.items() if e}
+    for name in arms:
+        efficiency = (t[name] * rms[name] ** 2) / (t["lossscape"] * rms["lossscape"] ** 2)
+        print(f"| {name} | {t[name]:.3f} | {rms[name]:.3f} | {efficiency:.2f} |")
+
+
+def bench_surface(X, y, repeats: int, grid: int = 11) -> None:
+    model = trained_mlp(X, y)
+    dx, dy = g.filter_normalized_direction(model, seed=1), g.filter_normalized_direction(model, seed=2)
+    xs = ys = np.linspace(-1.0, 1.0, grid)
+    ours = g.loss_surface_2d(model, X, y, dx, dy, xs, ys)
+    loop = full_batch_loop(model, X, y, dx, dy, xs, ys)
+    t = median_alternating({
+        "loss_surface_2d": lambda: g.loss_surface_2d(model, X, y, dx, dy, xs, ys),
+        "plain loop": lambda: full_batch_loop(model, X, y, dx, dy, xs, ys),
+    }, repeats)
+    print(f"\n## Loss surface: {grid}x{grid} grid, MLP 40-256-256-10, {len(X)} examples "
+          f"(max |difference| {np.abs(ours - loop).max():.1e})")
+    print(f"loss_surface_2d {t['loss_surface_2d']:.2f} s, plain loop {t['plain loop']:.2f} s: "
+          f"{t['loss_surface_2d'] / t['plain loop']:.2f}x the loop's time")
+
+
+def bench_evaluation_share(epochs: int) -> None:
+    print(f"\n## Evaluation share of a single run's epoch time (train, val and test every epoch), {epochs} epochs")
+    print("| config | steps s | evaluation s | evaluation share |")
+    print("|---|---|---|---|")
+    for width, bs in [(256, 64), (256, 1024)]:
+        run = train(RunConfig(dataset="mnist1d", model="mlp", width=width, batch_size=bs, lr=0.05, epochs=epochs))
+        steps, evals = (sum(h[k] for h in run.history) for k in ("epoch_time_s", "eval_time_s"))
+        print(f"| w{width} bs{bs} | {steps:.2f} | {evals:.2f} | {100 * evals / (steps + evals):.0f}% |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="sections to run (default: all)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {a.repeats} alternating repeats")
+    X, y = mnist1d_train_set()
+    run = {
+        "engine": lambda: bench_engine(sgemm_peak(), a.epochs, a.repeats),
+        "hvp": lambda: bench_hvp(X[:1000], y[:1000], a.repeats),
+        "trace": lambda: bench_trace(X[:1000], y[:1000], a.repeats),
+        "surface": lambda: bench_surface(X, y, a.repeats),
+        "evaluation": lambda: bench_evaluation_share(a.epochs),
+    }
+    for section in SECTIONS:
+        if section in a.only:
+            run[section]()
+
+
+if __name__ == "__main__":
+    main()
