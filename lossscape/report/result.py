@@ -55,6 +55,7 @@ class ClaimResult:
     seeds: list = field(default_factory=list)
     configs: list = field(default_factory=list)   # dicts or labels of the compared configurations
     method: str = ""
+    preregistration: str = ""              # the claim test's docstring: parameters, stop rule, caveats
     reported: str = ""                     # the source's figures, from the catalog
     figures: list = field(default_factory=list)   # paths relative to the report dir
     tables: list = field(default_factory=list)    # {"title": str, "columns": [...], "rows": [[...]]}
