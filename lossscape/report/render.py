@@ -235,12 +235,17 @@ def render_markdown(doc: dict, report_dir=None, *, overview: str | None = None) 
 # -- html ----------------------------------------------------------------------------------------
 
 CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; color: #222;
+       overflow-wrap: break-word; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.8em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: left; overflow-wrap: anywhere; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: left; overflow-wrap: break-word; }
+table.summary { width: 100%; }
+table.summary td:first-child, table.summary td:nth-child(5), table.summary th { white-space: nowrap; }
+table.summary td.v { min-width: 9em; }
 th { background: #f3f3f3; }
-tr.sub td { border-top-style: dotted; color: #444; }
+tr.sub td { border-top-style: dotted; }
+tr.sub td:not(.v) { color: #444; }
 tr.sub td:nth-child(2) { padding-left: 1.5em; }
 .v { font-weight: 600; }
 .supported { color: #1a7f37; } .refuted { color: #c0392b; } .inconclusive { color: #b7791f; } .verified { color: #1a7f37; } .failed { color: #c0392b; }
@@ -248,7 +253,7 @@ tr.sub td:nth-child(2) { padding-left: 1.5em; }
 .banner { border: 2px solid #c0392b; padding: 0.5em; color: #c0392b; font-weight: 600; }
 section { border-top: 1px solid #ddd; margin-top: 1.5em; }
 img { max-width: 100%; display: block; margin: 0.5em 0; }
-.meta { color: #555; } .missing { color: #c0392b; } .claim { font-style: italic; }
+.meta { color: #555; } .missing { color: #c0392b; } p.claim { font-style: italic; }
 dt { font-weight: 600; } dd { margin: 0 0 0.3em 1.5em; overflow-wrap: anywhere; }
 """
 
@@ -263,7 +268,7 @@ def _verdict_class(text: str) -> str:
     return word if word in VERDICT_CLASSES else ""
 
 
-def _html_table(columns, rows, verdict_col=None, row_classes=None, link_col=None) -> str:
+def _html_table(columns, rows, verdict_col=None, row_classes=None, link_col=None, table_class="") -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = []
     for k, row in enumerate(rows):
@@ -275,9 +280,10 @@ def _html_table(columns, rows, verdict_col=None, row_classes=None, link_col=None
                 cells.append(f'<td><a href="#{_e(_anchor(v))}">{_e(v)}</a></td>')
             else:
                 cells.append(f"<td>{_e(v)}</td>")
-        cls = f' class="{row_classes[k]}"' if row_classes else ""
-        body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+        row_class = f' class="{row_classes[k]}"' if row_classes else ""
+        body.append(f"<tr{row_class}>" + "".join(cells) + "</tr>")
+    cls = f' class="{table_class}"' if table_class else ""
+    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _anchor(claim_id: str) -> str:
@@ -337,10 +343,10 @@ def render_html(doc: dict, report_dir, *, overview: str | None = None) -> str:
              "<ul class=\"meta\">" + "".join(f"<li>{_e(line)}</li>" for line in _verdict_lines(doc, groups)) + "</ul>",
              f"<p>{_e(RULE)}</p><h2>What holds</h2>",
              _html_table(SUMMARY_COLUMNS, [cells for _, cells in summary], verdict_col=2,
-                         row_classes=[kind for kind, _ in summary], link_col=0)]
+                         row_classes=[kind for kind, _ in summary], link_col=0, table_class="summary")]
     if checks:
         parts += ["<h2>Checks (verified identities and code, outside Holm)</h2>",
-                  _html_table(CHECK_COLUMNS, checks, verdict_col=2)]
+                  _html_table(CHECK_COLUMNS, checks, verdict_col=2, table_class="summary")]
     if overview:
         parts += ["<h2>Every effect against its claimed threshold</h2>", _html_figure(report_dir, overview),
                   f"<p class=\"meta\">{_e(OVERVIEW_TEXT)}</p>"]
