@@ -157,13 +157,31 @@ def test_compare_command_writes_md_and_html(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(tmp_path / "cmp" / n) for n in ("comparison.md", "comparison.html")]
 
 
+def test_a_run_from_before_the_calibrated_statistics_compares_with_one_after(tmp_path, capsys):
+    """Schema 1 lacks only optional fields; the report itself still refuses to render it."""
+    from lossscape.cli import main
+    old = _doc()
+    old["schema"] = 1
+    for r in old["results"]:
+        for key in ("p_opposite", "p_opposite_adjusted", "min_p", "mde", "preregistration"):
+            r.pop(key)
+    (tmp_path / "reports").mkdir()
+    a, b = tmp_path / "reports" / "claims.json", tmp_path / "b.json"
+    a.write_text(json.dumps(old))
+    b.write_text(json.dumps(_doc()))
+    assert main(["report", "--compare", str(a), str(b), "--out", str(tmp_path)]) == 0
+    assert "verdict changes: 0; unchanged: 4" in (tmp_path / "comparison.md").read_text()
+    assert main(["report", "--report-dir", str(tmp_path / "reports")]) == 2
+    assert "schema 1; this lossscape reads schema 2" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", ["missing", "not json", "wrong schema"])
 def test_compare_bad_input_is_one_line_exit_2(tmp_path, capsys, bad):
     from lossscape.cli import main
     good, other = tmp_path / "good.json", tmp_path / "other.json"
     good.write_text(json.dumps(_doc()))
     if bad != "missing":
-        other.write_text("{" if bad == "not json" else json.dumps({"schema": 1, "results": []}))
+        other.write_text("{" if bad == "not json" else json.dumps({"schema": 0, "results": []}))
     assert main(["report", "--compare", str(good), str(other), "--out", str(tmp_path / "cmp")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and err.startswith(f"lossscape report: error: {other}")

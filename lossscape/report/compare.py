@@ -12,10 +12,13 @@ from pathlib import Path
 
 from lossscape.report.overview import claim_groups
 from lossscape.report.render import CSS, _e, _html_table, _md, _md_table, _write_atomic
-from lossscape.report.result import ClaimResult, fmt
+from lossscape.report.result import SCHEMA, ClaimResult, fmt
 from lossscape.report.schema import ReportError, read_doc
 
 FILES = ("comparison.md", "comparison.html")
+# Schema 1 (before the calibrated statistics) has every field of 2 but the optional p_opposite,
+# min_p and mde, so a run before that change compares with one after it: what changed is the point.
+COMPARABLE_SCHEMAS = (1, SCHEMA)
 COLUMNS = ("Result", "Verdict A", "Verdict B", "Effect A [CI]", "Effect B [CI]", "Shift")
 
 
@@ -93,7 +96,7 @@ def render_html(cmp: dict, names: tuple[str, str], docs: tuple[dict, dict]) -> s
 
 def write_comparison(path_a, path_b, out_dir) -> list[Path]:
     """Read and check both documents, write comparison.md/.html into `out_dir`; ReportError (one line)."""
-    docs = (read_doc(path_a), read_doc(path_b))
+    docs = (read_doc(path_a, COMPARABLE_SCHEMAS), read_doc(path_b, COMPARABLE_SCHEMAS))
     names = (str(path_a), str(path_b))
     cmp = comparison(*docs)
     out_dir = Path(out_dir)
