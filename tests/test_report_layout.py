@@ -28,6 +28,7 @@ def _doc(geo6_slope=0.3, with_x1=False, noise=0.05) -> dict:
     results = [ClaimResult.from_test("GEO-6", t, label="sharpness", params=p, test_alpha=0.01, mde=t.mde(0.01))
                for t, p in zip(tests, ["full", "subspace"])]
     results += [ClaimResult("SE-1", "verified", params="schedule", measured_text="max |lr - formula| = 0"),
+                ClaimResult("SE-1", "verified", params="restarts", measured_text="restarts at 20, 40"),
                 ClaimResult.from_test("SE-1", _trend(0.0), label="loss", params="loss", test_alpha=0.01)]
     if with_x1:
         results.append(ClaimResult.from_test("X-1", _trend(0.2), label="steps", test_alpha=0.01))
@@ -53,6 +54,7 @@ def test_verified_checks_are_apart_from_the_holm_judged_claims():
     se1 = [line for line in summary.splitlines() if line.startswith("| SE-1 |")]
     assert len(se1) == 1 and "verified" not in se1[0] and "loss ratio" in se1[0]  # the one Holm-judged result
     assert "| SE-1\\[schedule\\] |" in checks and "| verified |" in checks
+    assert checks.count("Cyclic cosine annealing") == 1  # the claim's text once, as in the claims table
     html = render_html(_doc(), "/nonexistent")
     assert html.index("<h2>Checks") > html.index("<h2>What holds")
 
@@ -141,7 +143,7 @@ def test_comparison_names_verdict_changes_shifts_and_results_in_one_run_only():
     assert set(changed) == {"GEO-6[full]", "GEO-6[subspace]"}
     row = changed["GEO-6[full]"]
     assert row[1] == "supported" and row[2] == "refuted" and row[5].startswith("x") and "outside A's CI" in row[5]
-    assert [r[0] for r in cmp["same"]] == ["SE-1[schedule]", "SE-1[loss]"]
+    assert [r[0] for r in cmp["same"]] == ["SE-1[schedule]", "SE-1[restarts]", "SE-1[loss]"]
     assert cmp["only_a"] == [] and cmp["only_b"] == ["X-1"]
 
 
@@ -152,7 +154,7 @@ def test_compare_command_writes_md_and_html(tmp_path, capsys):
     b.write_text(json.dumps(_doc(-0.3, with_x1=True)))
     assert main(["report", "--compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
     md = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "verdict changes: 2; unchanged: 2; only in A: 0; only in B: 1" in md and "## Only in B\n\n- X-1" in md
+    assert "verdict changes: 2; unchanged: 3; only in A: 0; only in B: 1" in md and "## Only in B\n\n- X-1" in md
     assert "<h2>Verdict changes</h2>" in (tmp_path / "cmp" / "comparison.html").read_text()
     assert capsys.readouterr().out.split() == [str(tmp_path / "cmp" / n) for n in ("comparison.md", "comparison.html")]
 
@@ -170,7 +172,7 @@ def test_a_run_from_before_the_calibrated_statistics_compares_with_one_after(tmp
     a.write_text(json.dumps(old))
     b.write_text(json.dumps(_doc()))
     assert main(["report", "--compare", str(a), str(b), "--out", str(tmp_path)]) == 0
-    assert "verdict changes: 0; unchanged: 4" in (tmp_path / "comparison.md").read_text()
+    assert "verdict changes: 0; unchanged: 5" in (tmp_path / "comparison.md").read_text()
     assert main(["report", "--report-dir", str(tmp_path / "reports")]) == 2
     assert "schema 1; this lossscape reads schema 2" in capsys.readouterr().err
 

@@ -90,7 +90,9 @@ def _summary_rows(groups: list[ClaimGroup]) -> list[tuple[str, list[str]]]:
 
 
 def _check_rows(groups: list[ClaimGroup]) -> list[list[str]]:
-    return [[r.label(), g.entry["claim"], r.verdict, r.measured_text] for g in groups for r in g.checks]
+    """One row per check; the claim's text on its first check only."""
+    return [[r.label(), g.entry["claim"] if k == 0 else "", r.verdict, r.measured_text]
+            for g in groups for k, r in enumerate(g.checks)]
 
 
 def _counts(groups: list[ClaimGroup]) -> str:
