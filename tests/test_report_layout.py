@@ -197,3 +197,12 @@ def test_compare_refuses_an_unwritable_folder_in_one_line(tmp_path):
     from lossscape.report.schema import ReportError
     with pytest.raises(ReportError, match="cannot write the comparison into"):
         write_comparison(good, good, tmp_path / "file" / "cmp")
+
+
+def test_a_claims_text_cannot_open_a_quote_or_list_in_markdown():
+    from markdown_it import MarkdownIt
+    doc = _doc()
+    geo6 = next(c for c in doc["catalog"]["claims"] if c["id"] == "GEO-6")
+    geo6["claim"] = "> 1. quoted"
+    page = MarkdownIt("commonmark").render(render_markdown(doc))
+    assert "<blockquote>" not in page and "<ol>" not in page and "&gt; 1. quoted" in page

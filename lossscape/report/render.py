@@ -1,14 +1,20 @@
 """claims.json -> claims.md and claims.html (one self-contained file: figures inlined as base64).
 
-Both renderers read the same document (see `result.build_doc`) and show the same things: a summary
-table with one row per result and a "not run" row for every catalog claim without one, then one
-section per result. `rerender` rebuilds md/html from an existing claims.json without training.
+Both renderers read the same document (see `result.build_doc`) and show the same things. First
+what holds: one row per catalog claim with its results beneath it (`overview.claim_groups`), the
+`verified` checks apart, and the forest plot of every effect (`overview.write_overview`, drawn by
+`write_reports`). Then one section per claim: the catalog's words, the preregistration (the claim
+test's docstring), and per result the test, its p-value floor and power, caveats, tables, the
+configurations as a table (`design.config_table`) and figures. The run's environment comes last.
+`rerender` rebuilds md/html from an existing claims.json without training.
 
 A document is data that may come from anywhere, so rendering it reads nothing outside the report
 folder (figure entries such as "../x", "/etc/hostname" or a symlink out of the folder are refused),
 and every text it holds is escaped for the format it lands in (HTML, and markdown, whose viewers
 also render inline HTML). A document that says it is interrupted is written under its own names
-(claims.interrupted.*), so a partial run never replaces a complete report.
+(claims.interrupted.*), so a partial run never replaces a complete report. The HTML puts every
+table in a horizontally scrolling box and breaks long words, so the page itself never scrolls
+sideways (tests/test_report_browser.py checks it at 1280 px in Chromium).
 """
 
 from __future__ import annotations
@@ -221,7 +227,8 @@ def render_markdown(doc: dict, report_dir=None, *, overview: str | None = None) 
             continue
         single = len(g.results) == 1
         title = f"{g.results[0].label()}: {g.verdict_text()}" if single else f"{g.id}: {g.verdict_text()}"
-        out += ["", f"## {_md(title)}", "", _md(g.entry["claim"]), ""]
+        # "**" first: a text at the start of a line could open a list or a quote
+        out += ["", f"## {_md(title)}", "", f"**Claim**: {_md(g.entry['claim'])}", ""]
         out += [f"- **{k}**: {_md(v)}" for k, v in _claim_lines(g.entry)]
         prereg = _preregistration(g)
         if prereg:
