@@ -86,7 +86,7 @@ def render_html(cmp: dict, names: tuple[str, str], docs: tuple[dict, dict]) -> s
                  f"{len(cmp['only_a'])}; only in B: {len(cmp['only_b'])}</li></ul>")
     for title, key in (("Verdict changes", "changed"), ("Same verdict (effect shifts)", "same")):
         rows = cmp[key]
-        parts.append(f"<h2>{_e(title)}</h2>" + (_html_table(COLUMNS, rows) if rows else "<p>none</p>"))
+        parts.append(f"<h2>{_e(title)}</h2>" + (_html_table(COLUMNS, rows, verdict_cols=(1, 2)) if rows else "<p>none</p>"))
     for title, key in (("Only in A", "only_a"), ("Only in B", "only_b")):
         items = "".join(f"<li>{_e(k)}</li>" for k in cmp[key])
         parts.append(f"<h2>{_e(title)}</h2>" + (f"<ul>{items}</ul>" if items else "<p>none</p>"))

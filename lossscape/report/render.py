@@ -277,13 +277,13 @@ def _verdict_class(text: str) -> str:
     return word if word in VERDICT_CLASSES else ""
 
 
-def _html_table(columns, rows, verdict_col=None, row_classes=None, link_col=None, table_class="") -> str:
+def _html_table(columns, rows, verdict_cols=(), row_classes=None, link_col=None, table_class="") -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = []
     for k, row in enumerate(rows):
         cells = []
         for i, v in enumerate(row):
-            if i == verdict_col:
+            if i in verdict_cols:
                 cells.append(f'<td class="v {_verdict_class(v)}">{_e(v)}</td>')
             elif i == link_col and v:
                 cells.append(f'<td><a href="#{_e(_anchor(v))}">{_e(v)}</a></td>')
@@ -351,11 +351,11 @@ def render_html(doc: dict, report_dir, *, overview: str | None = None) -> str:
              f'<p class="banner">{_e(_interrupted_note(doc))}</p>' if doc.get("interrupted") else "",
              "<ul class=\"meta\">" + "".join(f"<li>{_e(line)}</li>" for line in _verdict_lines(doc, groups)) + "</ul>",
              f"<p>{_e(RULE)}</p><h2>What holds</h2>",
-             _html_table(SUMMARY_COLUMNS, [cells for _, cells in summary], verdict_col=2,
+             _html_table(SUMMARY_COLUMNS, [cells for _, cells in summary], verdict_cols=(2,),
                          row_classes=[kind for kind, _ in summary], link_col=0, table_class="summary")]
     if checks:
         parts += ["<h2>Checks (verified identities and code, outside Holm)</h2>",
-                  _html_table(CHECK_COLUMNS, checks, verdict_col=2, table_class="summary")]
+                  _html_table(CHECK_COLUMNS, checks, verdict_cols=(2,), table_class="summary")]
     if overview:
         parts += ["<h2>Every effect against its claimed threshold</h2>", _html_figure(report_dir, overview),
                   f"<p class=\"meta\">{_e(OVERVIEW_TEXT)}</p>"]
