@@ -42,9 +42,11 @@ def test_a_claim_with_several_results_is_one_row_with_its_results_beneath():
     summary = md.split("## What holds")[1].split("\n## ")[0]
     claim = load_catalog().claims["GEO-6"]
     assert summary.count(claim.claim.split(" (")[0]) == 1  # the claim's text once, not per result
-    geo = [line for line in summary.splitlines() if "GEO-6" in line or "\u21b3 full" in line or "\u21b3 subspace" in line]
-    assert geo[0].startswith("| GEO-6 | ") and "| 2 supported |" in geo[0]
-    assert [line.split(" | ")[1] for line in geo[1:]] == ["\u21b3 full", "\u21b3 subspace"]
+    lines = summary.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| GEO-6 | "))
+    head, *subs = lines[start:start + 3]
+    assert "| 2 supported |" in head and lines[start + 3].startswith("| GEO-7 | ")
+    assert [line.split(" | ")[1] for line in subs] == ["\u21b3 full", "\u21b3 subspace"]
 
 
 def test_verified_checks_are_apart_from_the_holm_judged_claims():

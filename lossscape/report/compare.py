@@ -81,12 +81,14 @@ def render_html(cmp: dict, names: tuple[str, str], docs: tuple[dict, dict]) -> s
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>lossscape: comparison</title><style>{CSS}</style></head><body>",
              "<h1>lossscape: comparison of two claims reports</h1><ul class=\"meta\">"]
-    parts += [f"<li><b>{side}</b>: {_e(name)} ({_e(_run_line(doc))})</li>" for side, name, doc in zip("AB", names, docs)]
+    parts += [f"<li><b>{side}</b>: {_e(name)} ({_e(_run_line(doc))})</li>"
+              for side, name, doc in zip("AB", names, docs)]
     parts.append(f"<li>verdict changes: {len(cmp['changed'])}; unchanged: {len(cmp['same'])}; only in A: "
                  f"{len(cmp['only_a'])}; only in B: {len(cmp['only_b'])}</li></ul>")
     for title, key in (("Verdict changes", "changed"), ("Same verdict (effect shifts)", "same")):
         rows = cmp[key]
-        parts.append(f"<h2>{_e(title)}</h2>" + (_html_table(COLUMNS, rows, verdict_cols=(1, 2)) if rows else "<p>none</p>"))
+        table = _html_table(COLUMNS, rows, verdict_cols=(1, 2)) if rows else "<p>none</p>"
+        parts.append(f"<h2>{_e(title)}</h2>{table}")
     for title, key in (("Only in A", "only_a"), ("Only in B", "only_b")):
         items = "".join(f"<li>{_e(k)}</li>" for k in cmp[key])
         parts.append(f"<h2>{_e(title)}</h2>" + (f"<ul>{items}</ul>" if items else "<p>none</p>"))
