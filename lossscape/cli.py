@@ -7,6 +7,7 @@
     lossscape plan --profile cpu           # what the profile's grids cost: cached, to train, time
     lossscape sweep --profile gpu --executor ray --address auto   # train the missing cells on Ray
     lossscape pilot --profile gpu          # X-1/X-2's targets by the pilot rule, written into the profile
+    lossscape report --compare A.json B.json --out DIR   # verdict changes and effect shifts, A to B
 
 Bad arguments, unusable data and a width or population that cannot fit in memory print one line
 and exit with status 2. Output piped into a reader that stops early (`| head`) ends quietly: the
@@ -102,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the metrics as JSON instead of tables")
     rep = sub.add_parser("report", help="re-render the claims report from the last results, without training")
     rep.add_argument("--report-dir", default="reports")
+    rep.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                     help="compare two claims.json: verdict changes, effect shifts, results in only one")
+    rep.add_argument("--out", default=None, help="folder for comparison.{md,html} (default: --report-dir)")
     _profile_parsers(sub)
     return p
 
@@ -232,9 +236,19 @@ def _run(a) -> int:
 
 
 def _report(a) -> int:
+    from .report.compare import write_comparison
     from .report.render import rerender
     from .report.schema import ReportError
 
+    if a.compare:
+        try:
+            written = write_comparison(*a.compare, a.out or a.report_dir)
+        except ReportError as exc:
+            print(f"lossscape report: error: {exc}".replace("\n", " "), file=sys.stderr)
+            return 2
+        for path in written:
+            print(path)
+        return 0
     path = os.path.join(a.report_dir, "claims.json")
     if not os.path.exists(path):
         print(f"lossscape report: error: {path} not found; run `pytest claims` first", file=sys.stderr)

@@ -34,6 +34,13 @@ def _inputs():
         "freeze_times": dict(layers=["conv1", "block1", "block2", "fc"], t_freeze=[0.5, 0.67, 0.83, 1.0]),
         "accuracy_vs_speedup": dict(speedup=[1.0, 1.15, 1.2], accuracy=[0.92, 0.91, 0.89],
                                     labels=["baseline", "t0=0.8", "t0=0.5"]),
+        "forest_plot": dict(rows=[
+            {"label": "BS-1", "verdict": "supported", "x": 1.5, "low": 1.2, "high": 1.9, "region": (1.0, np.inf), "log": True},
+            {"label": "BS-3", "verdict": "refuted", "x": 1.4, "low": 1.1, "high": 1.7, "region": (0.0, 1.0), "log": True},
+            {"label": "SE-2", "verdict": "inconclusive", "x": 0.01, "low": -0.02, "high": 0.04,
+             "region": (0.0, np.inf), "log": False},
+            {"label": "X-3", "verdict": "supported", "x": 0.001, "low": -0.002, "high": 0.003,
+             "region": (-0.005, 0.005), "log": False}]),
         "steps_vs_batch": dict(steps={b: (10 + 2000 / b) * rng.uniform(0.9, 1.1, 3) for b in bs},
                                fit=(10.0, 2000.0), marks={"B_crit": 200.0, "B_simple": 300.0}),
     }

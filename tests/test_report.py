@@ -89,22 +89,23 @@ def test_holm_upgrade_is_written_into_the_row():
 def test_html_is_self_contained(tmp_path):
     doc = _doc(tmp_path)
     page = render_html(doc, tmp_path)
-    summary = page.split("<h2>Summary</h2>")[1].split("</table>")[0]
-    assert summary.count("<tr>") == 1 + len(EXPECTED_IDS)  # header + one row per catalog claim here
+    summary = page.split("<h2>What holds</h2>")[1].split("</table>")[0]
+    assert summary.count("<tr") == 1 + len(EXPECTED_IDS)  # header + one row per catalog claim here
     assert summary.count(">not run</td>") == len(EXPECTED_IDS) - 2
     assert 'class="v supported">supported<' in summary and 'class="v refuted">refuted<' in summary
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert [base64.b64decode(i) for i in images] == [(tmp_path / f).read_bytes() for f in doc["results"][0]["figures"]]
-    assert not re.search(r"(src|href)=\"(?!data:)", page) and "http" not in page
+    # nothing outside the page: inline images, links only to its own sections
+    assert not re.search(r"(src|href)=\"(?!data:|#)", page) and "http" not in page
     assert "<script>" not in page and "&lt;script&gt;" in page
 
 
 def test_markdown_summary_rows(tmp_path):
     text = render_markdown(_doc(tmp_path))
-    summary = text.split("## Summary")[1].split("\n## ")[0]
+    summary = text.split("## What holds")[1].split("\n## ")[0]
     rows = [line for line in summary.splitlines() if re.match(r"\| [A-Z]+-\d", line)]
     assert [r.split(" | ")[0][2:] for r in rows] == EXPECTED_IDS
-    assert sum(r.endswith("| not run |") for r in rows) == len(EXPECTED_IDS) - 2
+    assert sum(r.split(" | ")[2] == "not run" for r in rows) == len(EXPECTED_IDS) - 2
     assert "## GEO-6\\[mnist1d-mlp\\]: supported" in text and "](figures/GEO-6-1.png)" in text
     assert "| 16 | 1.0 |" in text  # the result's own table
 
@@ -149,6 +150,10 @@ LEVELS = np.repeat([16, 64, 256, 1024], 5)
 
 @pytest.mark.claim("BS-1")
 def test_planted(claim):
+    """BS-1 planted.
+
+    Scientific parameter: batch size. Stop rule: none.
+    """
     values = np.log2(LEVELS) * (1 + 0.05 * np.sin(np.arange(LEVELS.size)))
     Image.new("RGB", (8, 8)).save(claim.figure_path("curve.png"))
     claim.check(stats.trend_test(LEVELS, values, n_boot=300), label="training loss", seeds=[0, 1, 2, 3, 4])
@@ -180,7 +185,8 @@ def test_plugin_fails_unsupported_claims_with_their_numbers(claims_dir):
     run = claims_dir.runpytest(*INNER, "--strict-markers")
     run.assert_outcomes(passed=2, failed=1)
     run.stdout.fnmatch_lines(["*BS-2[[]tiny[]]: inconclusive -- min val loss ratio * [[]*, *[]]*p = *alpha/m = 0.025*"])
-    run.stdout.fnmatch_lines(["*lossscape claims (Holm over 2 p-values)*", "BS-1 * supported *training loss ratio*"])
+    run.stdout.fnmatch_lines(["*lossscape claims (Holm over 2 p-values)*", "BS-1  supported",
+                                "    training loss ratio *"])
     results = _results(claims_dir)
     assert results["BS-1"]["outcome"] == "passed" and results["BS-2"]["outcome"] == "failed"
 
@@ -196,7 +202,10 @@ def test_report_only_records_both_without_failing(claims_dir):
     assert results["BS-1"]["test_alpha"] == pytest.approx(0.025)  # alpha / m, m = 2 claim tests
     assert results["BS-1"]["reported"] == load_catalog().claims["BS-1"].reported
     html = (claims_dir.path / "reports" / "claims.html").read_text()
-    assert html.count("data:image/png;base64,") == 1 and html.count(">not run</td>") == len(EXPECTED_IDS) - 2
+    # the result's figure and the overview
+    assert html.count("data:image/png;base64,") == 2 and html.count(">not run</td>") == len(EXPECTED_IDS) - 2
+    # the test's docstring after its first paragraph: the design stated before the data
+    assert results["BS-1"]["preregistration"] == "Scientific parameter: batch size. Stop rule: none."
 
 
 def test_k_selects_a_claim_by_its_id(claims_dir):
@@ -282,12 +291,13 @@ def test_figures_outside_the_report_folder_are_never_inlined_D20(tmp_path, capsy
     assert main(["report", "--report-dir", str(reports)]) == 0
     page = (reports / "claims.html").read_text()
     inlined = [base64.b64decode(i) for i in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
-    assert inlined == [(reports / f).read_bytes() for f in doc["results"][0]["figures"][:2]]  # the two inside
+    inside = ["figures/overview.png", *doc["results"][0]["figures"][:2]]  # the overview and the two inside
+    assert inlined == [(reports / f).read_bytes() for f in inside]
     assert not any(s in i for s in secrets for i in inlined)
     assert page.count("figure outside the report folder, not shown") == len(outside)
     md = (reports / "claims.md").read_text()
     links = re.findall(r"!\[[^\n]*?\]\(([^)\s]+)\)", md)
-    assert links == ["figures/GEO-6-1.png", "figures/GEO-6-2.png"]
+    assert links == inside
     assert md.count("figure outside the report folder, not linked") == len(outside)
 
 
@@ -360,8 +370,8 @@ def test_markdown_shows_every_text_literally_D19(tmp_path):
     doc["environment"].update(command=f"pytest {HOSTILE}", platform="Linux\n# injected heading\n<b>x</b>")
     page = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(render_markdown(doc))
     literal = escape(HOSTILE, quote=False).replace('"', "&quot;")  # how markdown-it writes plain text
-    # command, summary cell, heading, caveat, table title, column, cell, figure alt text
-    assert page.count(literal) == 8
+    # command, heading, caveat, table title, column, cell, figure alt text
+    assert page.count(literal) == 7
     assert f"<h2>GEO-6[{literal}]: supported</h2>" in page
     assert f"<li>command: pytest {literal}</li>" in page
     assert f"<p><strong>{literal}</strong></p>" in page
@@ -397,7 +407,7 @@ def test_cut_off(claim):
     md = (reports / INTERRUPTED_FILES[1]).read_text()
     assert md.index("INTERRUPTED: this report is partial") < md.index("- timestamp")
     page = (reports / INTERRUPTED_FILES[2]).read_text()
-    assert page.index('<p class="banner">INTERRUPTED: this report is partial') < page.index("<h2>Summary</h2>")
+    assert page.index('<p class="banner">INTERRUPTED: this report is partial') < page.index("<h2>What holds</h2>")
     run.stdout.fnmatch_lines(["*partial report, written apart from the complete one*",
                               f"report: *{INTERRUPTED_FILES[2]}"])
 

@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import textwrap
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -29,7 +30,8 @@ from lossscape.report.render import report_files, write_reports
 from lossscape.report.result import ERROR, INTERRUPTED, SKIPPED, ClaimResult, build_doc, fmt
 from lossscape.report.schema import ReportError
 
-_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow"}
+_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "verified": "green", "failed": "red"}
+TERMINAL_WIDTH = 100  # the summary reads in a 100-column terminal or CI log
 
 
 class ReportWriter:
@@ -74,11 +76,9 @@ class ReportWriter:
         tr.write_sep("=", f"lossscape claims (Holm over {self.doc['holm_m']} p-values)")
         for d in self.doc["results"]:
             r = ClaimResult.from_dict(d)
-            p = f"  p_holm={fmt(r.p_adjusted, 2)}" if r.p_adjusted is not None else ""
-            tr.write_line(f"{r.label():<32} {r.verdict:<13} {r.measured_text}{p}",
-                          **{_COLOURS.get(r.verdict, "bold"): True})
-            if r.verdict_note:
-                tr.write_line(f"{'':<32} note: {r.verdict_note}")
+            colour = {_COLOURS.get(r.verdict, "bold"): True}
+            for line in summary_lines(r):
+                tr.write_line(line, **colour)
         if self.write_error:
             tr.write_line(f"report not written: {self.write_error}", red=True)
             return
@@ -86,6 +86,18 @@ class ReportWriter:
             tr.write_line(f"interrupted ({self.doc['interrupted']}): partial report, written apart from the "
                           "complete one", yellow=True)
         tr.write_line(f"report: {self.report_dir / report_files(self.doc)[2]}")
+
+
+def summary_lines(r: ClaimResult, width: int = TERMINAL_WIDTH) -> list[str]:
+    """A result as the terminal summary prints it: label and verdict, then what was measured and
+    any note, wrapped under an indent so no line is wider than `width`."""
+    p = f"; p_holm={fmt(r.p_adjusted, 2)}" if r.p_adjusted is not None else ""
+    indent = " " * 4
+    lines = textwrap.wrap(f"{r.label()}  {r.verdict_text()}", width, subsequent_indent=indent)
+    for text in (f"{r.measured_text}{p}", f"note: {r.verdict_note}" if r.verdict_note else ""):
+        lines += textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent + "  ",
+                               break_long_words=True)
+    return lines
 
 
 def _interruption(session: pytest.Session, exitstatus) -> str:

@@ -250,3 +250,58 @@ def steps_vs_batch(path, steps: Mapping, *, fit: tuple[float, float] | None = No
     ax.set_xticks(bs, [f"{b:g}" for b in bs])
     ax.legend()
     return _save(fig, path)
+
+
+VERDICT_COLOURS = {"supported": "#1a7f37", "refuted": "#c0392b", "inconclusive": "#b7791f"}
+
+
+def forest_plot(path, rows: Sequence[Mapping]) -> Path:
+    """Every result's effect and CI against its claimed threshold, one line per result.
+
+    rows: {"label", "verdict", "x", "low", "high", "region": (lo, hi), "log": bool}, already
+    relative to the threshold (the caller's choice: effect / threshold for ratios, effect -
+    threshold otherwise). Ratios share a log axis, differences a symlog one (their units differ,
+    so only the side of the threshold compares across rows). Intervals are drawn as rliable draws
+    them: a translucent bar from low to high with a dark tick at the estimate; the claimed region
+    is shaded on each row, so a supported result's bar lies inside its shade.
+    """
+    panels = [[r for r in rows if r["log"]], [r for r in rows if not r["log"]]]
+    panels = [p for p in panels if p]
+    heights = [len(p) + 1.5 for p in panels]
+    fig = Figure(figsize=(9.0, 0.28 * sum(heights) + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0])
+    for ax, panel in zip(axes, panels):
+        log = panel[0]["log"]
+        finite = [v for r in panel for v in (r["low"], r["high"], r["x"]) if v is not None and np.isfinite(v)]
+        if log:
+            finite = [v for v in finite if v > 0]
+            span = (min(finite + [1.0]) / 1.5, max(finite + [1.0]) * 1.5)
+        else:
+            reach = max([abs(v) for v in finite] + [1e-12]) * 1.3
+            span = (-reach, reach)
+        for y, r in enumerate(panel):
+            colour = VERDICT_COLOURS.get(r["verdict"], "0.5")
+            lo, hi = (max(r["region"][0], span[0]), min(r["region"][1], span[1]))
+            ax.add_patch(Rectangle((lo, y - 0.45), hi - lo, 0.9, color=colour, alpha=0.08, linewidth=0))
+            if r["low"] is not None and r["high"] is not None:
+                ax.barh(y, r["high"] - r["low"], left=r["low"], height=0.6, color=colour, alpha=0.75)
+            if r["x"] is not None:
+                ax.vlines(r["x"], y - 0.35, y + 0.35, color="k", alpha=0.6, linewidth=1.5)
+        ax.axvline(1.0 if log else 0.0, color="0.3", linewidth=1, linestyle="--")
+        if log:
+            ax.set_xscale("log")
+            label = "effect / claimed threshold (ratios, log scale)"
+        else:
+            # linear within the smallest estimate's size (not below a thousandth of the widest reach,
+            # so a near-zero row does not stretch the axis over empty decades)
+            small = [abs(r["x"]) for r in panel if r["x"] not in (None, 0)]
+            ax.set_xscale("symlog", linthresh=max(min(small), span[1] * 1e-3) if small else 1.0)
+            label = "effect - claimed threshold (differences, each in its own unit, symlog)"
+        ax.set(xlim=span, ylim=(len(panel) - 0.5, -0.5), xlabel=label)
+        ax.set_yticks(range(len(panel)), [f"{r['label']}  {r['verdict']}" for r in panel], fontsize=8)
+        for tick, r in zip(ax.get_yticklabels(), panel):
+            tick.set_color(VERDICT_COLOURS.get(r["verdict"], "0.3"))
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", color="0.9", linewidth=0.6)
+    return _save(fig, path)

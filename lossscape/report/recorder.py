@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -64,6 +65,7 @@ class ClaimRecorder:
         found = [p.relative_to(self._report_dir).as_posix() for p in self._figures if p.is_file()]
         result = replace(
             result, params=self.params, reported=result.reported or self.entry.reported,
+            preregistration=result.preregistration or self._preregistration(),
             test_nodeid=self._item.nodeid, test_alpha=test_alpha, test_verdict=test_verdict, verdict=test_verdict,
             figures=list(dict.fromkeys([*result.figures, *found])),
             caveats=[*result.caveats, *self._floor_caveat(result, test_alpha)],
@@ -74,6 +76,12 @@ class ClaimRecorder:
         if test_verdict != passed and not self._report_only:
             pytest.fail(result.failure_message(), pytrace=False)
         return result
+
+    def _preregistration(self) -> str:
+        """The test's docstring, which states its design before any data (DESIGN.md: scientific,
+        nuisance and fixed parameters, stop rule); without its first paragraph, the claim's own words."""
+        doc = inspect.getdoc(getattr(self._item, "function", None)) or ""
+        return doc.partition("\n\n")[2].strip()
 
     @staticmethod
     def _floor_caveat(result: ClaimResult, test_alpha: float) -> list[str]:

@@ -1,14 +1,20 @@
 """claims.json -> claims.md and claims.html (one self-contained file: figures inlined as base64).
 
-Both renderers read the same document (see `result.build_doc`) and show the same things: a summary
-table with one row per result and a "not run" row for every catalog claim without one, then one
-section per result. `rerender` rebuilds md/html from an existing claims.json without training.
+Both renderers read the same document (see `result.build_doc`) and show the same things. First
+what holds: one row per catalog claim with its results beneath it (`overview.claim_groups`), the
+`verified` checks apart, and the forest plot of every effect (`overview.write_overview`, drawn by
+`write_reports`). Then one section per claim: the catalog's words, the preregistration (the claim
+test's docstring), and per result the test, its p-value floor and power, caveats, tables, the
+configurations as a table (`design.config_table`) and figures. The run's environment comes last.
+`rerender` rebuilds md/html from an existing claims.json without training.
 
 A document is data that may come from anywhere, so rendering it reads nothing outside the report
 folder (figure entries such as "../x", "/etc/hostname" or a symlink out of the folder are refused),
 and every text it holds is escaped for the format it lands in (HTML, and markdown, whose viewers
 also render inline HTML). A document that says it is interrupted is written under its own names
-(claims.interrupted.*), so a partial run never replaces a complete report.
+(claims.interrupted.*), so a partial run never replaces a complete report. The HTML puts every
+table in a horizontally scrolling box and breaks long words, so the page itself never scrolls
+sideways (tests/test_report_browser.py checks it at 1280 px in Chromium).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from lossscape.report.catalog import Catalog
+from lossscape.report.design import config_table, preregistration_parts
+from lossscape.report.overview import ClaimGroup, claim_groups, write_overview
 from lossscape.report.result import ERROR, INTERRUPTED, NOT_RUN, SKIPPED, ClaimResult, fmt
 from lossscape.report.schema import ReportError, read_doc
 from lossscape.stats import Verdict
@@ -33,7 +40,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RULE = ("A claim is supported when the effect and its whole CI lie in the claimed region and the "
         "Holm-adjusted p-value is below alpha, refuted when the whole CI lies on the other side, "
         "and inconclusive otherwise.")
-SUMMARY_COLUMNS = ("ID", "Claim", "Source", "Reported", "Params", "Measured", "p (Holm)", "Verdict")
+SUMMARY_COLUMNS = ("ID", "Claim", "Verdict", "Ours (CI)", "p (Holm)", "Source reported")
+CHECK_COLUMNS = ("Check", "What", "Result", "Measured")
+VERDICT_CLASSES = {v.value for v in Verdict} | {ERROR, INTERRUPTED, SKIPPED, NOT_RUN.replace(" ", "-")}
+OVERVIEW_TEXT = ("Each bar is a result's CI relative to the claimed threshold (dashed line), the tick its "
+                 "estimate; the shade on each row is the claimed region. Colour: the verdict.")
 
 
 def load_doc(path) -> dict:
@@ -62,68 +73,85 @@ def _figure_file(report_dir: Path, rel: str) -> Path | None:
     return path if path.is_relative_to(root) and path != root else None
 
 
-def _rows(doc: dict) -> list[tuple[dict, ClaimResult | None]]:
-    """(catalog entry, result) in catalog order; one row per result, (entry, None) for claims not run."""
-    catalog = Catalog.from_dict(doc["catalog"])
-    results = [ClaimResult.from_dict(r) for r in doc["results"]]
-    rows = []
-    for cid, entry in catalog.claims.items():
-        mine = [r for r in results if r.id == cid]
-        if mine:
-            rows.extend((entry.to_dict(), r) for r in mine)
-        else:
-            rows.append((entry.to_dict(), None))
-    known = set(catalog.claims)
-    rows.extend(({"id": r.id, "claim": "(not in the catalog)", "source": "", "reported": ""}, r)
-                for r in results if r.id not in known)
-    return rows
-
-
 def _measured(r: ClaimResult) -> str:
     return r.measured_text + (f" ({r.ci_level:.0%} CI)" if r.ci_level else "")
 
 
-def _summary_cells(entry: dict, r: ClaimResult | None) -> list[str]:
-    source = entry["source"] + (" (beyond the sources)" if entry.get("beyond_sources") else "")
-    if r is None:
-        return [entry["id"], entry["claim"], source, entry.get("reported", ""), "", "", "", NOT_RUN]
-    return [entry["id"], entry["claim"], source, entry.get("reported", ""), r.params, _measured(r),
-            fmt(r.p_adjusted, 2), r.verdict_text()]
+def _summary_rows(groups: list[ClaimGroup]) -> list[tuple[str, list[str]]]:
+    """(kind, cells) of the first screen's claims table: "claim" for a claim's row, "sub" for each of
+    its several results beneath it; the claim's text and the source's figures appear once."""
+    rows = []
+    for g in groups:
+        claims = g.claims
+        if g.results and not claims:  # only checks: in the checks table
+            continue
+        head = [g.id, g.entry["claim"], g.verdict_text(claims), "", "", g.entry.get("reported", "")]
+        if len(claims) == 1:
+            head[3:5] = [_measured(claims[0]), fmt(claims[0].p_adjusted, 2)]
+        rows.append(("claim", head))
+        if len(claims) > 1:
+            rows += [("sub", ["", f"\u21b3 {r.params or r.label()}", r.verdict_text(), _measured(r),
+                              fmt(r.p_adjusted, 2), ""]) for r in claims]
+    return rows
 
 
-def _counts(doc: dict) -> str:
-    verdicts = [r.verdict if r else NOT_RUN for _, r in _rows(doc)]
+def _check_rows(groups: list[ClaimGroup]) -> list[list[str]]:
+    """One row per check; the claim's text on its first check only."""
+    return [[r.label(), g.entry["claim"] if k == 0 else "", r.verdict, r.measured_text]
+            for g in groups for k, r in enumerate(g.checks)]
+
+
+def _counts(groups: list[ClaimGroup]) -> str:
+    verdicts = [r.verdict for g in groups for r in g.results] + [NOT_RUN for g in groups if not g.results]
     order = [v.value for v in Verdict] + [ERROR, INTERRUPTED, SKIPPED, NOT_RUN]
     return ", ".join(f"{v}: {verdicts.count(v)}" for v in order if v in verdicts)
 
 
-def _header_lines(doc: dict) -> list[str]:
+def _verdict_lines(doc: dict, groups: list[ClaimGroup]) -> list[str]:
+    return [f"verdicts (one per result): {_counts(groups)}",
+            f"multiple testing: Holm over the {doc['holm_m']} p-values of this run, "
+            f"alpha = {doc['environment'].get('alpha', 0.05)}"]
+
+
+def _environment_lines(doc: dict) -> list[str]:
     env = doc["environment"]
     keys = ("timestamp", "profile", "device", "torch", "python", "platform", "git_commit", "command")
-    return [f"{k}: {env[k]}" for k in keys if env.get(k) not in (None, "")] + [
-        f"verdicts: {_counts(doc)}",
-        f"multiple testing: Holm over the {doc['holm_m']} p-values of this run, alpha = {env.get('alpha', 0.05)}",
-    ]
+    return [f"{k}: {env[k]}" for k in keys if env.get(k) not in (None, "")]
 
 
-def _detail_lines(entry: dict, r: ClaimResult) -> list[tuple[str, str]]:
-    """(label, text) pairs shown in a result's section, both renderers."""
+def _claim_lines(entry: dict) -> list[tuple[str, str]]:
+    source = entry.get("source", "") + (" (beyond the sources)" if entry.get("beyond_sources") else "")
+    return [(k, v) for k, v in (("Source", source), ("Reported", entry.get("reported", "")),
+                                ("Test", entry.get("test", ""))) if v]
+
+
+def _detail_lines(r: ClaimResult) -> list[tuple[str, str]]:
+    """(label, text) pairs shown for one result, both renderers."""
     stat = r.statistic or {}
-    lines = [("Claim", entry["claim"]), ("Source", entry["source"]), ("Reported", entry.get("reported", "")),
-             ("Test", entry.get("test", "")), ("Claimed", r.claimed()), ("Measured", _measured(r)),
-             ("Method", r.method),
+    p = ""
+    if r.p_value is not None:
+        p = (f"{fmt(r.p_value, 2)} (Holm {fmt(r.p_adjusted, 2)}); at test time needed < {fmt(r.test_alpha, 2)}; "
+             f"smallest p this design can give: {fmt(r.min_p, 2)}")
+    lines = [("Measured", _measured(r)), ("Claimed", r.claimed()), ("Method", r.method),
              ("Statistic", f"{stat.get('name', '')} = {fmt(stat.get('value'))}" if stat else ""),
-             ("p", f"{fmt(r.p_value, 2)} (Holm {fmt(r.p_adjusted, 2)}; at test time needed < {fmt(r.test_alpha, 2)}); "
-                   f"opposite side {fmt(r.p_opposite, 2)} (Holm {fmt(r.p_opposite_adjusted, 2)})"
-              if r.p_value is not None else ""),
+             ("p", p),
+             ("Opposite side", f"p {fmt(r.p_opposite, 2)} (Holm {fmt(r.p_opposite_adjusted, 2)}): what "
+                               "refuted needs" if r.p_opposite is not None else ""),
              ("Power", r.power_text()),
              ("Seeds", f"{r.n_seeds} per group" + (f" ({', '.join(map(str, r.seeds))})" if r.seeds else "")
               if r.n_seeds else ""),
-             ("Configurations", "; ".join(c if isinstance(c, str) else json.dumps(c, sort_keys=True)
-                                         for c in r.configs)),
              ("Note", r.verdict_note),
              ("Test node", f"{r.test_nodeid} ({r.outcome}, {fmt(r.wall_time_s)} s)" if r.test_nodeid else "")]
     return [(k, v) for k, v in lines if v]
+
+
+def _preregistration(g: ClaimGroup) -> list[tuple[str, str]]:
+    text = next((r.preregistration for r in g.results if r.preregistration), "")
+    return preregistration_parts(text)
+
+
+def _fixed_text(fixed: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in fixed)
 
 
 def _interrupted_note(doc: dict) -> str:
@@ -134,14 +162,15 @@ def _interrupted_note(doc: dict) -> str:
 # -- markdown ------------------------------------------------------------------------------------
 
 # Every character that means something inline in CommonMark/GFM (emphasis, code, links and images,
-# tables, strikethrough, math, headings' closing #, escapes); a backslash makes each one literal.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$#])")
+# tables, strikethrough, math, headings' closing #, escapes, HTML tags); a backslash makes each one
+# literal. ">" alone starts nothing inside a line, and "&" only an entity, so prose keeps "->".
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$#<]|&(?=#?\w+;))")
 
 
 def _md(x) -> str:
-    """Any text as literal markdown on one line: viewers render inline HTML, so <, > and & become
-    entities, and the markdown punctuation above is backslash-escaped."""
-    text = html.escape(str(x), quote=False).replace("\r", " ").replace("\n", " ")
+    """Any text as literal markdown on one line: the markdown punctuation above is backslash-escaped
+    (viewers render inline HTML, so "<" and an entity's "&" are escaped too)."""
+    text = str(x).replace("\r", " ").replace("\n", " ")
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
@@ -150,49 +179,91 @@ def _md_table(columns, rows) -> list[str]:
             + ["| " + " | ".join(map(_md, row)) + " |" for row in rows])
 
 
-def _md_figure(r: ClaimResult, rel: str, report_dir: Path | None) -> str:
+def _md_figure(label: str, rel: str, report_dir: Path | None) -> str:
     inside = _figure_inside(rel) if report_dir is None else _figure_file(report_dir, rel) is not None
     if not inside:
         return f"\nfigure outside the report folder, not linked: {_md(rel)}"
-    return f"\n![{_md(r.label())}: {_md(PurePosixPath(rel).stem)}]({quote(rel)})"
+    return f"\n![{_md(label)}: {_md(PurePosixPath(rel).stem)}]({quote(rel)})"
 
 
-def render_markdown(doc: dict, report_dir=None) -> str:
-    """The report as markdown; with `report_dir`, figure links are checked there (symlinks followed)."""
+def _md_configs(configs: list) -> list[str]:
+    fixed, columns, rows = config_table(configs)
+    out = ["", f"**Configurations** ({len(configs)}; the JSON is in claims.json)", ""]
+    if fixed:
+        out += [f"- fixed: {_md(_fixed_text(fixed))}"]
+    if columns:
+        out += ["", *_md_table(columns, rows)]
+    return out
+
+
+def _md_result(r: ClaimResult, report_dir: Path | None) -> list[str]:
+    out = [f"- **{k}**: {_md(v)}" for k, v in _detail_lines(r)]
+    out += [f"- **Caveat**: {_md(c)}" for c in r.caveats]
+    for t in r.tables:
+        out += ["", f"**{_md(t.get('title', ''))}**", ""] + _md_table(t["columns"], t["rows"])
+    if r.configs:
+        out += _md_configs(r.configs)
+    out += [_md_figure(r.label(), f, report_dir) for f in r.figures]
+    return out
+
+
+def render_markdown(doc: dict, report_dir=None, *, overview: str | None = None) -> str:
+    """The report as markdown; with `report_dir`, figure links are checked there (symlinks followed).
+    `overview`: the forest plot's path in the report folder, when one was drawn."""
     report_dir = None if report_dir is None else Path(report_dir)
-    rows = _rows(doc)
+    groups = claim_groups(doc)
     out = ["# lossscape: claims report", ""]
     if doc.get("interrupted"):
         out += [f"**{_md(_interrupted_note(doc))}**", ""]
-    out += [f"- {_md(line)}" for line in _header_lines(doc)] + ["", RULE, ""]
-    out += ["## Summary", ""] + _md_table(SUMMARY_COLUMNS, [_summary_cells(e, r) for e, r in rows])
-    for entry, r in rows:
-        if r is None:
+    out += [f"- {_md(line)}" for line in _verdict_lines(doc, groups)] + ["", _md(RULE), ""]
+    out += ["## What holds", ""] + _md_table(SUMMARY_COLUMNS, [cells for _, cells in _summary_rows(groups)])
+    checks = _check_rows(groups)
+    if checks:
+        out += ["", "## Checks (verified identities and code, outside Holm)", ""] + _md_table(CHECK_COLUMNS, checks)
+    if overview:
+        out += ["", f"![every effect against its claimed threshold]({quote(overview)})", "", _md(OVERVIEW_TEXT)]
+    for g in groups:
+        if not g.results:
             continue
-        out += ["", f"## {_md(r.label())}: {_md(r.verdict)}", ""]
-        out += [f"- **{k}**: {_md(v)}" for k, v in _detail_lines(entry, r)]
-        out += [f"- **Caveat**: {_md(c)}" for c in r.caveats]
-        for t in r.tables:
-            out += ["", f"**{_md(t.get('title', ''))}**", ""] + _md_table(t["columns"], t["rows"])
-        out += [_md_figure(r, f, report_dir) for f in r.figures]
+        single = len(g.results) == 1
+        title = f"{g.results[0].label()}: {g.verdict_text()}" if single else f"{g.id}: {g.verdict_text()}"
+        # "**" first: a text at the start of a line could open a list or a quote
+        out += ["", f"## {_md(title)}", "", f"**Claim**: {_md(g.entry['claim'])}", ""]
+        out += [f"- **{k}**: {_md(v)}" for k, v in _claim_lines(g.entry)]
+        prereg = _preregistration(g)
+        if prereg:
+            out += ["", "**Preregistration** (the claim test's docstring)", ""]
+            out += [f"- **{_md(k)}**: {_md(v)}" for k, v in prereg]
+        for r in g.results:
+            out += [""] if single else ["", f"### {_md(r.label())}: {_md(r.verdict_text())}", ""]
+            out += _md_result(r, report_dir)
+    out += ["", "## Run", ""] + [f"- {_md(line)}" for line in _environment_lines(doc)]
     return "\n".join(out) + "\n"
 
 
 # -- html ----------------------------------------------------------------------------------------
 
 CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; color: #222;
+       overflow-wrap: break-word; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.8em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: left; overflow-wrap: break-word; }
+table.summary { width: 100%; }
+table.summary td:first-child, table.summary td:nth-child(5), table.summary th { white-space: nowrap; }
+table.summary td.v { min-width: 9em; }
 th { background: #f3f3f3; }
-.v { font-weight: 600; white-space: nowrap; }
+tr.sub td { border-top-style: dotted; }
+tr.sub td:not(.v) { color: #444; }
+tr.sub td:nth-child(2) { padding-left: 1.5em; }
+.v { font-weight: 600; }
 .supported { color: #1a7f37; } .refuted { color: #c0392b; } .inconclusive { color: #b7791f; } .verified { color: #1a7f37; } .failed { color: #c0392b; }
 .error, .interrupted, .skipped, .not-run { color: #777; }
 .banner { border: 2px solid #c0392b; padding: 0.5em; color: #c0392b; font-weight: 600; }
 section { border-top: 1px solid #ddd; margin-top: 1.5em; }
 img { max-width: 100%; display: block; margin: 0.5em 0; }
-.meta { color: #555; } .missing { color: #c0392b; }
-dt { font-weight: 600; } dd { margin: 0 0 0.3em 1.5em; }
+.meta { color: #555; } .missing { color: #c0392b; } p.claim { font-style: italic; }
+dt { font-weight: 600; } dd { margin: 0 0 0.3em 1.5em; overflow-wrap: anywhere; }
 """
 
 
@@ -200,14 +271,32 @@ def _e(x) -> str:
     return html.escape(str(x))
 
 
-def _html_table(columns, rows, verdict_col=None) -> str:
+def _verdict_class(text: str) -> str:
+    """"inconclusive (leans refuted)" -> "inconclusive"; "1 supported, 1 refuted" -> "" (no colour)."""
+    word = text.split(" (")[0].replace(" ", "-")
+    return word if word in VERDICT_CLASSES else ""
+
+
+def _html_table(columns, rows, verdict_cols=(), row_classes=None, link_col=None, table_class="") -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = []
-    for row in rows:
-        cells = [f'<td class="v {_e(v.split(" (")[0].replace(" ", "-"))}">{_e(v)}</td>' if i == verdict_col else f"<td>{_e(v)}</td>"
-                 for i, v in enumerate(row)]
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    for k, row in enumerate(rows):
+        cells = []
+        for i, v in enumerate(row):
+            if i in verdict_cols:
+                cells.append(f'<td class="v {_verdict_class(v)}">{_e(v)}</td>')
+            elif i == link_col and v:
+                cells.append(f'<td><a href="#{_e(_anchor(v))}">{_e(v)}</a></td>')
+            else:
+                cells.append(f"<td>{_e(v)}</td>")
+        row_class = f' class="{row_classes[k]}"' if row_classes else ""
+        body.append(f"<tr{row_class}>" + "".join(cells) + "</tr>")
+    cls = f' class="{table_class}"' if table_class else ""
+    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _anchor(claim_id: str) -> str:
+    return "claim-" + re.sub(r"[^A-Za-z0-9-]", "_", claim_id)
 
 
 def _html_figure(report_dir: Path, rel: str) -> str:
@@ -223,30 +312,73 @@ def _html_figure(report_dir: Path, rel: str) -> str:
     return f'<img alt="{_e(rel)}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
 
 
-def render_html(doc: dict, report_dir) -> str:
+def _html_dl(pairs) -> str:
+    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in pairs) + "</dl>"
+
+
+def _html_configs(configs: list) -> str:
+    fixed, columns, rows = config_table(configs)
+    out = f"<h4>Configurations ({len(configs)}; the JSON is in claims.json)</h4>"
+    if fixed:
+        out += f"<p><b>Fixed</b>: {_e(_fixed_text(fixed))}</p>"
+    if columns:
+        out += _html_table(columns, rows)
+    return out
+
+
+def _html_result(r: ClaimResult, report_dir: Path) -> list[str]:
+    parts = [_html_dl(_detail_lines(r))]
+    if r.caveats:
+        parts.append("<h4>Caveats</h4><ul>" + "".join(f"<li>{_e(c)}</li>" for c in r.caveats) + "</ul>")
+    for t in r.tables:
+        parts.append(f"<h4>{_e(t.get('title', ''))}</h4>" + _html_table(t["columns"], t["rows"]))
+    if r.configs:
+        parts.append(_html_configs(r.configs))
+    parts += [_html_figure(report_dir, f) for f in r.figures]
+    return parts
+
+
+def render_html(doc: dict, report_dir, *, overview: str | None = None) -> str:
     """The report as one HTML file; figures are read from `report_dir` and inlined."""
     report_dir = Path(report_dir)
-    rows = _rows(doc)
+    groups = claim_groups(doc)
+    summary = _summary_rows(groups)
+    checks = _check_rows(groups)
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
              f"<title>lossscape: claims report</title><style>{CSS}</style></head><body>",
              "<h1>lossscape: claims report</h1>",
              f'<p class="banner">{_e(_interrupted_note(doc))}</p>' if doc.get("interrupted") else "",
-             "<ul class=\"meta\">" + "".join(f"<li>{_e(line)}</li>" for line in _header_lines(doc)) + "</ul>",
-             f"<p>{_e(RULE)}</p><h2>Summary</h2>",
-             _html_table(SUMMARY_COLUMNS, [_summary_cells(e, r) for e, r in rows], verdict_col=7)]
-    for entry, r in rows:
-        if r is None:
+             "<ul class=\"meta\">" + "".join(f"<li>{_e(line)}</li>" for line in _verdict_lines(doc, groups)) + "</ul>",
+             f"<p>{_e(RULE)}</p><h2>What holds</h2>",
+             _html_table(SUMMARY_COLUMNS, [cells for _, cells in summary], verdict_cols=(2,),
+                         row_classes=[kind for kind, _ in summary], link_col=0, table_class="summary")]
+    if checks:
+        parts += ["<h2>Checks (verified identities and code, outside Holm)</h2>",
+                  _html_table(CHECK_COLUMNS, checks, verdict_cols=(2,), table_class="summary")]
+    if overview:
+        parts += ["<h2>Every effect against its claimed threshold</h2>", _html_figure(report_dir, overview),
+                  f"<p class=\"meta\">{_e(OVERVIEW_TEXT)}</p>"]
+    for g in groups:
+        if not g.results:
             continue
-        parts.append(f'<section><h2>{_e(r.label())}: <span class="v {_e(r.verdict)}">{_e(r.verdict)}</span></h2><dl>')
-        parts += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in _detail_lines(entry, r)]
-        parts.append("</dl>")
-        if r.caveats:
-            parts.append("<h3>Caveats</h3><ul>" + "".join(f"<li>{_e(c)}</li>" for c in r.caveats) + "</ul>")
-        for t in r.tables:
-            parts.append(f"<h3>{_e(t.get('title', ''))}</h3>" + _html_table(t["columns"], t["rows"]))
-        parts += [_html_figure(report_dir, f) for f in r.figures]
+        single = len(g.results) == 1
+        title = g.results[0].label() if single else g.id
+        verdict = g.verdict_text()
+        parts.append(f'<section id="{_e(_anchor(g.id))}"><h2>{_e(title)}: '
+                     f'<span class="v {_verdict_class(verdict)}">{_e(verdict)}</span></h2>'
+                     f'<p class="claim">{_e(g.entry["claim"])}</p>' + _html_dl(_claim_lines(g.entry)))
+        prereg = _preregistration(g)
+        if prereg:
+            parts.append("<h3>Preregistration (the claim test's docstring)</h3>" + _html_dl(prereg))
+        for r in g.results:
+            if not single:
+                parts.append(f'<h3>{_e(r.label())}: <span class="v {_verdict_class(r.verdict_text())}">'
+                             f"{_e(r.verdict_text())}</span></h3>")
+            parts += _html_result(r, report_dir)
         parts.append("</section>")
-    parts.append("</body></html>")
+    parts.append("<h2>Run</h2><ul class=\"meta\">" + "".join(f"<li>{_e(line)}</li>" for line in _environment_lines(doc))
+                 + "</ul></body></html>")
     return "\n".join(parts) + "\n"
 
 
@@ -273,7 +405,12 @@ def write_reports(doc: dict, out_dir, *, json_too=True) -> list[Path]:
     (claims.interrupted.* for an interrupted run's document). ReportError when the folder is not writable."""
     out_dir = Path(out_dir)
     json_name, md_name, html_name = report_files(doc)
-    texts = {md_name: render_markdown(doc, out_dir), html_name: render_html(doc, out_dir)}
+    try:
+        overview = write_overview(doc, out_dir)
+    except OSError as exc:
+        raise ReportError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+    texts = {md_name: render_markdown(doc, out_dir, overview=overview),
+             html_name: render_html(doc, out_dir, overview=overview)}
     if json_too:
         texts[json_name] = json.dumps(doc, indent=1, allow_nan=False) + "\n"
     try:

@@ -55,6 +55,7 @@ class ClaimResult:
     seeds: list = field(default_factory=list)
     configs: list = field(default_factory=list)   # dicts or labels of the compared configurations
     method: str = ""
+    preregistration: str = ""              # the claim test's docstring: parameters, stop rule, caveats
     reported: str = ""                     # the source's figures, from the catalog
     figures: list = field(default_factory=list)   # paths relative to the report dir
     tables: list = field(default_factory=list)    # {"title": str, "columns": [...], "rows": [[...]]}
@@ -124,9 +125,14 @@ class ClaimResult:
 
     def power_text(self) -> str:
         """What this n could have detected: the minimum detectable effect at the test's alpha."""
-        if not self.has_evidence or self.mde is None:
+        if not self.has_evidence:
             return ""
-        if not math.isfinite(self.mde):
+        # the MDE is infinite exactly when the design's p floor is not below alpha; claims.json has no
+        # infinity, so read back it is null, and the floor says why
+        floor = self.min_p is not None and self.test_alpha is not None and self.min_p >= self.test_alpha
+        if self.mde is None and not floor:
+            return ""
+        if self.mde is None or not math.isfinite(self.mde):
             return (f"no {self.effect_name} could reach p < {fmt(self.test_alpha, 2)} with these seeds "
                     f"(smallest attainable p = {fmt(self.min_p, 2)})")
         what = (f"equivalence within +-{fmt(self.mde)}" if self.direction == EQUIVALENT

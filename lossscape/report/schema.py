@@ -24,8 +24,9 @@ _JSON_TYPES = {"str": (str,), "float": (int, float), "int": (int,), "bool": (boo
                "list": (list,), "None": (type(None),)}
 
 
-def read_doc(path) -> dict:
-    """The claims document at `path`, checked; ReportError (one line) for anything unreadable."""
+def read_doc(path, schemas: tuple[int, ...] = (SCHEMA,)) -> dict:
+    """The claims document at `path`, checked; ReportError (one line) for anything unreadable.
+    `schemas`: the versions the caller can use (a comparison reads older runs too)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -43,15 +44,16 @@ def read_doc(path) -> dict:
                           "truncated?)") from None
     except RecursionError:
         raise ReportError(f"{path}: JSON nested too deeply to be a claims report") from None
-    check_doc(doc, str(path))
+    check_doc(doc, str(path), schemas)
     return doc
 
 
-def check_doc(doc, where: str = "claims.json") -> None:
+def check_doc(doc, where: str = "claims.json", schemas: tuple[int, ...] = (SCHEMA,)) -> None:
     """Raise ReportError naming the first field of `doc` that the renderers could not use."""
     _expect(doc, dict, where, "an object with schema, environment, holm_m, catalog, results")
-    if doc.get("schema") != SCHEMA:
-        raise ReportError(f"{where}: schema {doc.get('schema')!r}; this lossscape reads schema {SCHEMA}")
+    if doc.get("schema") not in schemas:
+        raise ReportError(f"{where}: schema {doc.get('schema')!r}; this lossscape reads schema "
+                          f"{' or '.join(map(str, schemas))}")
     for key, kind, allowed in (("environment", dict, "an object"), ("holm_m", int, "an integer"),
                                ("catalog", dict, "an object"), ("results", list, "a list")):
         _expect(doc.get(key), kind, f"{where}: {key}", allowed)
