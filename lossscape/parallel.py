@@ -50,8 +50,9 @@ from torch.nn.parallel import DistributedDataParallel
 from .config import ConfigError, RunConfig
 from .train import Run, _Engine
 
-# How long a rank waits on its peers in the rendezvous or in one collective before it fails (the
-# ranks take the same steps, so a longer wait means a peer is stuck or gone): a run never hangs.
+# How long a spawned rank waits on its peers in the rendezvous or in one collective before it fails
+# (the ranks start together and take the same steps, so a longer wait means a peer is stuck or
+# gone): a run never hangs. torchrun jobs keep torch's default, as their nodes may start apart.
 PEER_TIMEOUT = timedelta(minutes=5)
 # Once one spawned rank has exited cleanly, the others have passed the same final barrier and only
 # their teardown is left: one still alive after this long is stuck, and the run fails.
@@ -94,17 +95,20 @@ def _start_group(cfg: RunConfig, **init) -> None:
     # Why torch._dynamo is imported first (the cause of issue 16, ranks dying with SIGABRT,
     # "terminate called without an active exception"): DistributedDataParallel imports
     # torch._dynamo on first use, and that import takes ten lasting references to the live WORLD
-    # group (measured with sys.getrefcount: 10 -> 20, none released by deleting the DDP module).
-    # destroy_process_group() then drops torch.distributed's own references but cannot free the
-    # group: gloo's worker and socket threads (pt_gloo_runloop, gloo_tcp_loop) stay up, were seen
-    # alive on both ranks after destroy_process_group() and gc, and are torn down only by the exit
-    # of the process, while the peer may still be using its end of the connections. Imported
-    # before the group exists, torch._dynamo holds no reference to it, and destroy_process_group()
-    # joins those threads while the interpreter is fully alive
-    # (tests/test_parallel.py::test_teardown_stops_the_process_groups_threads).
+    # group (sys.getrefcount of the group: 10 before, 20 after, and still 20 once the DDP module
+    # is deleted). destroy_process_group() then drops torch.distributed's own references but
+    # cannot free the group: gloo's worker and socket threads (pt_gloo_runloop x2,
+    # gloo_tcp_loop) were seen alive on both ranks after destroy_process_group() and
+    # gc.collect(). The group is then destructed only while the exiting interpreter clears its
+    # modules, with those threads running and the peer's end of the sockets open or closing: the
+    # teardown that aborts with this very message (pytorch/pytorch#65231, a SIGABRT from
+    # _PyModule_ClearDict, cured there by an explicit destroy_process_group(),
+    # pytorch/pytorch#65513). Imported before the group exists, torch._dynamo holds no reference
+    # to it, and destroy_process_group() joins those threads while the interpreter is fully
+    # alive (test_teardown_stops_the_process_groups_threads).
     import torch._dynamo  # noqa: F401
 
-    dist.init_process_group(_backend(cfg), timeout=PEER_TIMEOUT, **init)
+    dist.init_process_group(_backend(cfg), **init)
 
 
 def _leave_group() -> None:
@@ -225,7 +229,7 @@ def _spawned_rank(rank: int, cfg: RunConfig, out: str, rows) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads() // cfg.world_size))
     _use_device(cfg, rank)
     _start_group(cfg, init_method="file://" + os.path.join(out, "rendezvous"), rank=rank,
-                 world_size=cfg.world_size)
+                 world_size=cfg.world_size, timeout=PEER_TIMEOUT)
     try:
         progress = (lambda seed, row: rows.put((seed, row))) if rows is not None and rank == 0 else None
         run = _train_rank(cfg, rank, cfg.world_size, rank, progress)
