@@ -12,9 +12,11 @@ Two launches:
   Every rank returns the Run (the ranks hold identical weights); callers print and store on rank 0
   only (`is_main_process`).
 - Otherwise world_size processes are spawned on this machine (torch.multiprocessing, start method
-  spawn; gloo on CPU, nccl with GPU r for rank r) meeting at 127.0.0.1 on a free port; rank 0
-  stores its Run in a temporary run store that this process reads back, and forwards its progress
-  rows to the caller's callback. As with any spawn, a script that calls it needs the
+  spawn; gloo on CPU, nccl with GPU r for rank r) meeting through a file store in the run's
+  temporary folder (no port to choose, so none to collide on); rank 0 saves its Run there for this
+  process to read back, and forwards its progress rows to the caller's callback. A rank that fails
+  is reported once, as a DataParallelError with that rank's traceback and a command that
+  reproduces the run. As with any spawn, a script that calls it needs the
   `if __name__ == "__main__":` guard (the ranks re-import the main module).
 
 On one node with 4 GPUs:
@@ -30,18 +32,35 @@ Several CPU processes on this machine (gloo; no torchrun needed):
 """
 from __future__ import annotations
 
+import faulthandler
 import os
-import socket
+import shlex
+import sys
 import tempfile
+import time
+from datetime import timedelta
 from typing import Callable
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import ProcessException
 from torch.nn.parallel import DistributedDataParallel
 
 from .config import ConfigError, RunConfig
 from .train import Run, _Engine
+
+# How long a spawned rank waits on its peers in the rendezvous or in one collective before it fails
+# (the ranks start together and take the same steps, so a longer wait means a peer is stuck or
+# gone): a run never hangs. torchrun jobs keep torch's default, as their nodes may start apart.
+PEER_TIMEOUT = timedelta(minutes=5)
+# Once one spawned rank has exited cleanly, the others have passed the same final barrier and only
+# their teardown is left: one still alive after this long is stuck, and the run fails.
+LEAVE_TIMEOUT_S = 60.0
+
+
+class DataParallelError(RuntimeError):
+    """A rank of a spawned data-parallel run failed; the message holds its traceback."""
 
 
 def train_ddp(cfg: RunConfig, progress: Callable[[int, dict], None] | None = None) -> Run:
@@ -72,6 +91,33 @@ def _use_device(cfg: RunConfig, local_rank: int) -> None:
         torch.cuda.set_device(local_rank)
 
 
+def _start_group(cfg: RunConfig, **init) -> None:
+    # Why torch._dynamo is imported first (the cause of issue 16, ranks dying with SIGABRT,
+    # "terminate called without an active exception"): DistributedDataParallel imports
+    # torch._dynamo on first use, and that import takes ten lasting references to the live WORLD
+    # group (sys.getrefcount of the group: 10 before, 20 after, and still 20 once the DDP module
+    # is deleted). destroy_process_group() then drops torch.distributed's own references but
+    # cannot free the group: gloo's worker and socket threads (pt_gloo_runloop x2,
+    # gloo_tcp_loop) were seen alive on both ranks after destroy_process_group() and
+    # gc.collect(). The group is then destructed only while the exiting interpreter clears its
+    # modules, with those threads running and the peer's end of the sockets open or closing: the
+    # teardown that aborts with this very message (pytorch/pytorch#65231, a SIGABRT from
+    # _PyModule_ClearDict, cured there by an explicit destroy_process_group(),
+    # pytorch/pytorch#65513). Imported before the group exists, torch._dynamo holds no reference
+    # to it, and destroy_process_group() joins those threads while the interpreter is fully
+    # alive (test_teardown_stops_the_process_groups_threads).
+    import torch._dynamo  # noqa: F401
+
+    dist.init_process_group(_backend(cfg), **init)
+
+
+def _leave_group() -> None:
+    """Every rank leaves together: none tears its end of the connections down while a peer still
+    works (rank 0 saving its Run) and could still be reached by it."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _train_rank(cfg: RunConfig, rank: int, world: int, local_rank: int, progress) -> Run:
     """One rank's share of the run, inside an initialized process group."""
     device_ids = [local_rank] if cfg.device == "cuda" else None
@@ -96,53 +142,100 @@ def _train_launched(cfg: RunConfig, progress) -> Run:
     _use_device(cfg, local_rank)
     owns_group = not dist.is_initialized()
     if owns_group:
-        dist.init_process_group(_backend(cfg))
+        _start_group(cfg)
     try:
-        return _train_rank(cfg, dist.get_rank(), world, local_rank, progress)
-    finally:
+        run = _train_rank(cfg, dist.get_rank(), world, local_rank, progress)
+    except BaseException:
         if owns_group:
             dist.destroy_process_group()
-
-
-# -- spawn ---------------------------------------------------------------------------------------
-def _train_spawned(cfg: RunConfig, progress) -> Run:
-    from .cache import RunStore  # cache imports train, which imports this module lazily
-
-    ctx = mp.get_context("spawn")
-    rows = ctx.SimpleQueue() if progress else None
-    with tempfile.TemporaryDirectory(prefix="lossscape-ddp-") as out:
-        procs = mp.start_processes(_spawned_rank, args=(cfg, _free_port(), out, rows), nprocs=cfg.world_size,
-                                   join=False, start_method="spawn")
-        while True:
-            done = procs.join(timeout=0.2)  # raises, with the rank's traceback, if a rank failed
-            while rows is not None and not rows.empty():
-                progress(*rows.get())
-            if done:
-                break
-        run = RunStore(out).load(cfg)
-    if run is None:
-        raise RuntimeError(f"data-parallel run of {cfg.to_json()}: rank 0 finished but its result is unreadable")
+        raise
+    if owns_group:
+        _leave_group()
     return run
 
 
-def _spawned_rank(rank: int, cfg: RunConfig, port: int, out: str, rows) -> None:
-    from .cache import RunStore
+# -- spawn ---------------------------------------------------------------------------------------
+_RESULT = "run.pt"
 
+
+def _train_spawned(cfg: RunConfig, progress, rank_main=None) -> Run:
+    """rank_main: the function each rank runs (tests give a failing one); _spawned_rank by default."""
+    ctx = mp.get_context("spawn")
+    rows = ctx.SimpleQueue() if progress else None
+    with tempfile.TemporaryDirectory(prefix="lossscape-ddp-") as out:
+        procs = mp.start_processes(_rank_entry, args=(rank_main or _spawned_rank, cfg, out, rows),
+                                   nprocs=cfg.world_size, join=False, start_method="spawn")
+        try:
+            _join(procs, rows, progress)
+        except ProcessException as exc:
+            raise DataParallelError(_failure_report(cfg, exc.error_index, exc.msg, out)) from None
+        # Written by rank 0 of this run into this private folder, so unpickling it is safe; the
+        # plain pickle also keeps this module free of the cache (which imports train, then us).
+        return torch.load(os.path.join(out, _RESULT), weights_only=False)
+
+
+def _join(procs, rows, progress) -> None:
+    """Wait for every rank, forwarding progress rows; raises ProcessException for a failed rank
+    (the others are then killed), DataParallelError for one that does not exit after the others."""
+    first_exit = None
+    while not procs.join(timeout=0.2):
+        _forward(rows, progress)
+        if first_exit is None and any(p.exitcode == 0 for p in procs.processes):
+            first_exit = time.monotonic()
+        if first_exit is not None and time.monotonic() - first_exit > LEAVE_TIMEOUT_S:
+            stuck = [r for r, p in enumerate(procs.processes) if p.is_alive()]
+            for p in procs.processes:
+                p.kill()
+                p.join()
+            raise DataParallelError(f"data-parallel run: rank(s) {stuck} still running {LEAVE_TIMEOUT_S:.0f} s "
+                                    "after another rank finished; killed")
+    _forward(rows, progress)
+
+
+def _forward(rows, progress) -> None:
+    while rows is not None and not rows.empty():
+        progress(*rows.get())
+
+
+def _failure_report(cfg: RunConfig, rank: int, cause: str, out: str) -> str:
+    """One message for the rank that failed: its traceback (for a rank killed by a signal, the
+    Python stack faulthandler wrote at the signal) and the command that reruns the run."""
+    lines = [f"data-parallel run failed on rank {rank} of {cfg.world_size}: {cause.strip()}"]
+    try:
+        with open(_fault_file(out, rank)) as f:
+            stack = f.read().strip()
+    except OSError:
+        stack = ""
+    if stack:
+        lines.append(f"rank {rank} at the signal:\n{stack}")
+    program = f"from lossscape import RunConfig, train; train(RunConfig.from_json({cfg.to_json()!r}))"
+    lines.append(f"reproduce: {shlex.quote(sys.executable)} -c {shlex.quote(program)}")
+    return "\n".join(lines)
+
+
+def _fault_file(out: str, rank: int) -> str:
+    return os.path.join(out, f"rank{rank}.fault")
+
+
+def _rank_entry(rank: int, rank_main, cfg: RunConfig, out: str, rows) -> None:
+    # A rank killed by a signal cannot send its traceback: faulthandler writes its Python stack
+    # into the run's folder for the parent's report. The file stays open for the process's life.
+    faulthandler.enable(open(_fault_file(out, rank), "w"))
+    rank_main(rank, cfg, out, rows)
+
+
+def _spawned_rank(rank: int, cfg: RunConfig, out: str, rows) -> None:
     # k ranks share this machine's cores: k processes each using them all would thrash.
     torch.set_num_threads(max(1, torch.get_num_threads() // cfg.world_size))
     _use_device(cfg, rank)
-    dist.init_process_group(_backend(cfg), init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=cfg.world_size)
+    _start_group(cfg, init_method="file://" + os.path.join(out, "rendezvous"), rank=rank,
+                 world_size=cfg.world_size, timeout=PEER_TIMEOUT)
     try:
         progress = (lambda seed, row: rows.put((seed, row))) if rows is not None and rank == 0 else None
         run = _train_rank(cfg, rank, cfg.world_size, rank, progress)
         if rank == 0:
-            RunStore(out).save(run)
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+            torch.save(run, os.path.join(out, _RESULT))
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: the peers may never reach it; the parent stops them
+        raise
+    _leave_group()
