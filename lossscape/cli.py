@@ -241,23 +241,12 @@ def _report(a) -> int:
     from .report.schema import ReportError
 
     if a.compare:
-        try:
-            written = write_comparison(*a.compare, a.out or a.report_dir)
-        except ReportError as exc:
-            print(f"lossscape report: error: {exc}".replace("\n", " "), file=sys.stderr)
-            return 2
-        for path in written:
-            print(path)
-        return 0
-    path = os.path.join(a.report_dir, "claims.json")
-    if not os.path.exists(path):
-        print(f"lossscape report: error: {path} not found; run `pytest claims` first", file=sys.stderr)
-        return 2
-    try:  # an unreadable or malformed claims.json, or a folder we may not write into
-        written = rerender(a.report_dir)
-    except ReportError as exc:
-        print(f"lossscape report: error: {exc}".replace("\n", " "), file=sys.stderr)
-        return 2
+        written = write_comparison(*a.compare, a.out or a.report_dir)
+    else:
+        path = os.path.join(a.report_dir, "claims.json")
+        if not os.path.exists(path):
+            raise ReportError(f"{path} not found; run `pytest claims` first")
+        written = rerender(a.report_dir)  # a malformed claims.json or an unwritable folder: ReportError
     for path in written:
         print(path)
     return 0
@@ -309,6 +298,7 @@ _COMMANDS = {"run": _run, "report": _report, "plan": _plan, "sweep": _sweep, "pi
 def main(argv=None) -> int:
     from .cache import CacheError
     from .data import DataError, DatasetNotFoundError
+    from .report.schema import ReportError
 
     a = _parser().parse_args(argv)
 
@@ -320,7 +310,7 @@ def main(argv=None) -> int:
         warnings.showwarning = show_warning
         try:
             return _COMMANDS[a.command](a)
-        except (ConfigError, DataError, DatasetNotFoundError, CacheError) as exc:
+        except (ConfigError, DataError, DatasetNotFoundError, CacheError, ReportError) as exc:
             print(f"lossscape {a.command}: error: {exc}".replace("\n", " "), file=sys.stderr)
             return 2
 
