@@ -38,8 +38,9 @@ FILES = ("claims.json", "claims.md", "claims.html")
 INTERRUPTED_FILES = ("claims.interrupted.json", "claims.interrupted.md", "claims.interrupted.html")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RULE = ("A claim is supported when the effect and its whole CI lie in the claimed region and the "
-        "Holm-adjusted p-value is below alpha, refuted when the whole CI lies on the other side, "
-        "and inconclusive otherwise.")
+        "Holm-adjusted p-value is below alpha, refuted when the opposite one-sided test passes at the same "
+        "Holm-adjusted level (its own Holm family) with the effect on that side, and inconclusive otherwise: "
+        "an inconclusive result says which side it leans to and what effect its seeds could have detected.")
 SUMMARY_COLUMNS = ("ID", "Claim", "Verdict", "Ours (CI)", "p (Holm)", "Source reported")
 CHECK_COLUMNS = ("Check", "What", "Result", "Measured")
 VERDICT_CLASSES = {v.value for v in Verdict} | {ERROR, INTERRUPTED, SKIPPED, NOT_RUN.replace(" ", "-")}
