@@ -6,6 +6,7 @@ from torch import nn
 from torch.func import functional_call, jacrev
 
 from lossscape import geometry as g
+from counting import CountingForward
 
 
 @pytest.fixture(scope="module")
@@ -87,22 +88,11 @@ def test_trace_is_reproducible_by_seed(problem):
     assert g.hessian_trace(model, X, y, samples=5, seed=1) != g.hessian_trace(model, X, y, samples=5, seed=2)
 
 
-class _CountingForward(nn.Module):
-    """Wraps a model and counts its forward passes."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.calls = inner, 0
-
-    def forward(self, X):
-        self.calls += 1
-        return self.inner(X)
-
 
 @pytest.mark.parametrize("batch_size, forwards", [(None, 1), (5, 5 * 7)])  # 23 examples: 5 chunks of <= 5
 def test_products_reuse_the_first_order_graph_when_x_fits_one_chunk(problem, batch_size, forwards):
     model, X, y, H = problem
-    counted = _CountingForward(model)
+    counted = CountingForward(model)
     mean, _ = g.hessian_trace(counted, X, y, samples=7, seed=0, batch_size=batch_size)
     assert counted.calls == forwards  # one chunk: one forward for all 7 products
     v_h_v = g.hessian_trace(model, X, y, samples=7, seed=0, batch_size=None if batch_size else 5)[0]

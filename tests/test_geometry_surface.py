@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lossscape import geometry as g
+from counting import CountingForward
 
 
 def mlp():
@@ -112,17 +113,6 @@ def test_direction_with_wrong_keys_is_refused():
         g.loss_slice_1d(model, X, y, {k: v for k, v in d.items() if k != "0.bias"}, [0.0])
 
 
-class _CountingForward(nn.Module):
-    """Wraps a model and counts its forward passes (a vmapped pass over many points is one)."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.calls = inner, 0
-
-    def forward(self, X):
-        self.calls += 1
-        return self.inner(X)
-
 
 @pytest.mark.parametrize("clock, passes", [
     ([0, 1, 0, 400, 0, 1600], 3 + 9),  # 1 point per pass is fastest: the 9 points after the probe take 9
@@ -135,7 +125,7 @@ def test_probe_picks_the_fastest_points_per_pass_and_keeps_its_points(monkeypatc
     ticks = iter(clock)
     monkeypatch.setattr(_functional, "_synced_clock", lambda device: next(ticks))
     model = mlp()
-    counted = _CountingForward(model)
+    counted = CountingForward(model)
     X, y = data(model)
     dx, dy = g.filter_normalized_direction(counted, seed=4), g.filter_normalized_direction(counted, seed=5)
     xs, ys = np.linspace(-1, 1, 6), np.linspace(-0.5, 0.5, 5)  # 30 points: 1 + 4 + 16 probe, 9 after

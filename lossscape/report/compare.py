@@ -11,9 +11,9 @@ import math
 from pathlib import Path
 
 from lossscape.report.overview import claim_groups
-from lossscape.report.render import CSS, _e, _html_table, _md, _md_table, _write_atomic
+from lossscape.report.render import CSS, _e, _html_table, _md, _md_table, write_texts
 from lossscape.report.result import SCHEMA, ClaimResult, fmt
-from lossscape.report.schema import ReportError, read_doc
+from lossscape.report.schema import read_doc
 
 FILES = ("comparison.md", "comparison.html")
 # Schema 1 (before the calibrated statistics) has every field of 2 but the optional p_opposite,
@@ -103,10 +103,5 @@ def write_comparison(path_a, path_b, out_dir) -> list[Path]:
     cmp = comparison(*docs)
     out_dir = Path(out_dir)
     texts = dict(zip(FILES, (render_markdown(cmp, names, docs), render_html(cmp, names, docs))))
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in texts.items():
-            _write_atomic(out_dir / name, text)
-    except OSError as exc:
-        raise ReportError(f"cannot write the comparison into {out_dir}: {exc.strerror or exc}") from None
+    write_texts(out_dir, texts, "comparison")
     return [out_dir / name for name in FILES]

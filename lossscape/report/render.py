@@ -385,6 +385,16 @@ def render_html(doc: dict, report_dir, *, overview: str | None = None) -> str:
 
 # -- files ---------------------------------------------------------------------------------------
 
+def write_texts(out_dir: Path, texts: dict[str, str], what: str) -> None:
+    """Write each name -> text into `out_dir` atomically; a folder we cannot write is one ReportError."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            _write_atomic(out_dir / name, text)
+    except OSError as exc:
+        raise ReportError(f"cannot write the {what} into {out_dir}: {exc.strerror or exc}") from None
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """Temp file in the same folder, then rename: a reader never sees half a report."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -414,12 +424,7 @@ def write_reports(doc: dict, out_dir, *, json_too=True) -> list[Path]:
              html_name: render_html(doc, out_dir, overview=overview)}
     if json_too:
         texts[json_name] = json.dumps(doc, indent=1, allow_nan=False) + "\n"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in texts.items():
-            _write_atomic(out_dir / name, text)
-    except OSError as exc:
-        raise ReportError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+    write_texts(out_dir, texts, "report")
     return [out_dir / name for name in report_files(doc) if name in texts]
 
 
