@@ -37,7 +37,7 @@ settings.load_profile("default")
 def pytest_addoption(parser):
     g = parser.getgroup("lossscape")
     g.addoption("--profile", choices=PROFILES, default=None,
-                help="experiment profile from fixtures/profiles.toml (default: cpu; gpu with -m gpu)")
+                help="experiment profile from lossscape/profiles/ (default: cpu; gpu with -m gpu)")
     g.addoption("--seeds", type=_seed_count, default=None, help="number of seeds (0..N-1), overriding the profile")
     g.addoption("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
     g.addoption("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")

@@ -43,7 +43,7 @@ def single_model(grid):
     """`grid`, which wall-time claims may read only if it trains one model per process.
 
     A population's members share one wall clock, so their epoch times are the population's, not a
-    model's; profiles.py also keeps every single-model grid's configs apart from every population
+    model's; lossscape.profiles also keeps every single-model grid's configs apart from every population
     grid's, so the cache never serves one for the other.
     """
     if grid.spec.population:

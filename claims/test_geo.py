@@ -1,6 +1,6 @@
 """GEO: where minimizers sit and how sharp they are (CLAIMS.md, family GEO).
 
-Two grids (fixtures/profiles.toml). `minimizer` trains every batch size to the same target training
+Two grids (lossscape/profiles/). `minimizer` trains every batch size to the same target training
 loss, so GEO-1 and GEO-5..8 compare minimizers that fit the data equally well; a run that stopped
 for any other reason is named in a caveat. `budget` trains a fixed number of epochs at the same
 LR: GEO-2 and GEO-3 are about the training dynamics themselves, and GEO-4 takes its trained model

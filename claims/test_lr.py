@@ -1,6 +1,6 @@
 """LR: learning-rate scaling and the batch/LR interplay (CLAIMS.md, family LR).
 
-Grids (fixtures/profiles.toml): `lr_unscaled` / `lr_scaled` (early stopping, base LR at every
+Grids (lossscape/profiles/): `lr_unscaled` / `lr_scaled` (early stopping, base LR at every
 batch vs linear scaling from the smallest batch), `lr_timing` (single-model epoch times),
 `minimizer_unscaled` / `minimizer_scaled` (target training loss), `lr_grid` (LR x batch, early
 stopping), `schedules` (step decay), `budget` (fixed epochs; LR-7's trained models).

@@ -4,7 +4,7 @@ X-1 and X-2 read the LR x batch grid `lr_grid` (early stopping on validation los
 quantity: the optimizer steps a run takes to reach a target validation loss, at the LR tuned per
 batch size (McCandlish et al. 2018 and Shallue et al. 2018 both tune the LR at every batch size).
 The target is fixed per setting in the profile (`params.x.target_val_loss`), chosen from a pilot
-on a held-out seed before these runs were trained; fixtures/profiles.toml states the rule. X-3
+on a held-out seed before these runs were trained; lossscape/profiles/ states the rule. X-3
 measures the `minimizer` grid (target training loss), as GEO-6 does.
 """
 import math

@@ -114,12 +114,14 @@ def _profile_parsers(sub) -> None:
     """The subcommands that act on a whole profile's grids (lossscape.plan)."""
     from .profiles import PROFILES
 
+    profile_help = f"{', '.join(PROFILES)}, or a profile .toml file"
+
     pl = sub.add_parser("plan", help="what a profile's grids will cost: runs cached, to train, expected time")
-    pl.add_argument("--profile", choices=PROFILES, required=True)
+    pl.add_argument("--profile", required=True, metavar="NAME|FILE", help=profile_help)
     pl.add_argument("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache); only read")
     pl.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
     sw = sub.add_parser("sweep", help="train a profile's missing grid cells as tasks on a cluster engine")
-    sw.add_argument("--profile", choices=PROFILES, required=True)
+    sw.add_argument("--profile", required=True, metavar="NAME|FILE", help=profile_help)
     sw.add_argument("--executor", choices=("ray",), required=True)
     sw.add_argument("--address", default=None,
                     help="an existing Ray cluster (auto, host:6379, ray://host:10001); default: start a local one")
@@ -128,8 +130,7 @@ def _profile_parsers(sub) -> None:
     sw.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
     pi = sub.add_parser("pilot", help="X-1/X-2's target validation losses by the pilot rule (seed 1000), "
                                       "written into the profile file")
-    pi.add_argument("--profile", choices=PROFILES, required=True)
-    pi.add_argument("--profile-file", default=None, help="the profiles TOML to read and update (default: fixtures/profiles.toml)")
+    pi.add_argument("--profile", required=True, metavar="NAME|FILE", help=profile_help)
     pi.add_argument("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
     pi.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
 
@@ -280,15 +281,11 @@ def _sweep(a) -> int:
 def _pilot(a) -> int:
     from .cache import RunStore
     from .pilot import pilot
-    from .profiles import PROFILE_FILE, load_profile
+    from .profiles import load_profile
 
     if a.data_dir:
         os.environ["LOSSSCAPE_DATA"] = a.data_dir
-    path = a.profile_file or PROFILE_FILE
-    if not os.path.isfile(path):
-        print(f"lossscape pilot: error: --profile-file: {path} is not a file; allowed: a profiles TOML", file=sys.stderr)
-        return 2
-    pilot(load_profile(a.profile, path=path), RunStore(a.cache_dir), path=path)
+    pilot(load_profile(a.profile), RunStore(a.cache_dir))
     return 0
 
 

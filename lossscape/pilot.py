@@ -1,7 +1,7 @@
 """X-1/X-2's target validation loss per setting, from a pilot, written back into the profile:
 `lossscape pilot --profile NAME`.
 
-The rule (fixtures/profiles.toml states it beside `x.target_val_loss`): train lr_grid's LRs under
+The rule (the profile files state it beside `x.target_val_loss`): train lr_grid's LRs under
 its stop rule on seed PILOT_SEED (outside every profile's seeds, so the claims' own runs are not
 seen) at lr_grid's smallest and largest batch; take each batch size's best-LR minimum validation
 loss, the largest of them, plus 10% for seed-to-seed spread and the batch sizes the pilot left
@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from .profiles import PROFILE_FILE, Profile, missing_data
+from .profiles import Profile, missing_data
 
 PILOT_SEED = 1000
 MARGIN = 1.10
@@ -38,11 +38,11 @@ def pilot_target(profile: Profile, setting, store) -> tuple[float, str]:
     return target, note
 
 
-def write_targets(profile_name: str, targets: dict[str, tuple[float, str]], path: Path = PROFILE_FILE) -> None:
-    """Set `[<profile>.params.x.target_val_loss]` entries in the profile file, keeping the rest of
-    the file (its comments included) as it is; a placeholder comment saying the table is empty goes."""
+def write_targets(targets: dict[str, tuple[float, str]], path: Path) -> None:
+    """Set `[params.x.target_val_loss]` entries in a profile file, keeping the rest of the file (its
+    comments included) as it is; a placeholder comment saying the table is empty goes."""
     text = Path(path).read_text()
-    header = f"[{profile_name}.params.x.target_val_loss]"
+    header = "[params.x.target_val_loss]"
     lines = text.split("\n")
     if header not in lines:
         lines += ["", header]
@@ -60,8 +60,8 @@ def write_targets(profile_name: str, targets: dict[str, tuple[float, str]], path
     Path(path).write_text("\n".join(lines))
 
 
-def pilot(profile: Profile, store, *, path: Path = PROFILE_FILE, say=print) -> dict[str, tuple[float, str]]:
-    """Pilot every setting whose data is here, write the targets into `path`, return them."""
+def pilot(profile: Profile, store, *, say=print) -> dict[str, tuple[float, str]]:
+    """Pilot every setting whose data is here, write the targets into the profile's file, return them."""
     targets = {}
     for setting in profile.settings:
         reason = missing_data(setting)
@@ -71,6 +71,6 @@ def pilot(profile: Profile, store, *, path: Path = PROFILE_FILE, say=print) -> d
         targets[setting.id] = pilot_target(profile, setting, store)
         say(f'pilot: {setting.id}: target {targets[setting.id][0]:.2f} ({targets[setting.id][1]})')
     if targets:
-        write_targets(profile.name, targets, path)
-        say(f"pilot: wrote {len(targets)} target(s) into [{profile.name}.params.x.target_val_loss] of {path}")
+        write_targets(targets, profile.path)
+        say(f"pilot: wrote {len(targets)} target(s) into [params.x.target_val_loss] of {profile.path}")
     return targets

@@ -115,7 +115,7 @@ def _sized(cfg, data_dir=None):
 
 def test_the_gpu_profile_plans_within_its_hour(monkeypatch, tmp_path):
     """With both data folders given, on the plan's nominal H100/H200 figures (no GPU probed yet):
-    the sizing fixtures/profiles.toml states (~45 minutes, at most 60)."""
+    the sizing lossscape/profiles/*.toml states (~45 minutes, at most 60)."""
     import sys
 
     import lossscape.plan as plan

@@ -11,12 +11,11 @@ from lossscape.profiles import GridSpec, load_profile
 from lossscape.train import load_data
 
 TINY = """
-[smoke]
 seeds = 2
 device = "cpu"
 batch_sizes = [32, 128]
 
-[[smoke.settings]]
+[[settings]]
 id = "tiny"
 dataset = "mnist1d"
 n_samples = 500
@@ -24,17 +23,17 @@ model = "mlp"
 width = 8
 lr = 0.1
 
-[smoke.grids.budget]
+[grids.budget]
 stop = "epochs"
 epochs = 2
 
-[smoke.grids.pairs]
+[grids.pairs]
 seeds = 3
 batch_sizes = [32]
 stop = "epochs"
 epochs = 2
 
-[smoke.grids.early]
+[grids.early]
 stop = "early_stop"
 patience = 2
 epochs = 40
@@ -47,9 +46,9 @@ FIXED = Throughput("cpu", train_flops_per_s=1e9, eval_flops_per_s=2e9, step_over
 
 @pytest.fixture
 def tiny(tmp_path):
-    path = tmp_path / "profiles.toml"
+    path = tmp_path / "smoke.toml"
     path.write_text(TINY)
-    return load_profile("smoke", path=path)
+    return load_profile("smoke", directory=tmp_path)
 
 
 def test_counts_cached_shared_and_to_train_and_writes_nothing(tiny, tmp_path):
@@ -143,8 +142,6 @@ def test_cli_plan_reads_the_cache_and_prints_the_total(tmp_path, capsys):
 
 
 def test_cli_plan_bad_profile_one_line_exit_2(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["plan", "--profile", "huge"])
-    assert exc.value.code == 2
+    assert main(["plan", "--profile", "huge"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--profile" in err and "smoke" in err
+    assert err.count("\n") == 1 and "profile: got 'huge'" in err and "smoke, cpu, gpu" in err

@@ -1,4 +1,4 @@
-"""Experiment profiles (fixtures/profiles.toml): what the claims' grids are allowed to be."""
+"""Experiment profiles (lossscape/profiles/*.toml): what the claims' grids are allowed to be."""
 
 import pytest
 
@@ -32,20 +32,19 @@ def test_timing_grids_are_single_model_runs_no_population_grid_shares_D12():
 
 
 TWO_GRIDS = """
-[smoke]
 seeds = 2
 batch_sizes = [16, 64]
 
-[[smoke.settings]]
+[[settings]]
 id = "tiny"
 dataset = "mnist1d"
 n_samples = 1000
 
-[smoke.grids.budget]
+[grids.budget]
 stop = "epochs"
 epochs = 3
 
-[smoke.grids.timing]
+[grids.timing]
 population = false
 stop = "epochs"
 epochs = {timing_epochs}
@@ -53,12 +52,12 @@ epochs = {timing_epochs}
 
 
 def test_a_single_model_grid_equal_to_a_population_grid_is_refused_D12(tmp_path):
-    path = tmp_path / "profiles.toml"
+    path = tmp_path / "smoke.toml"
     path.write_text(TWO_GRIDS.format(timing_epochs=3))
     with pytest.raises(ConfigError, match=r"^smoke\.grids\.timing: .*batch size 16.*population grid smoke\.grids\.budget"):
-        load_profile("smoke", path=path)
+        load_profile("smoke", directory=tmp_path)
     path.write_text(TWO_GRIDS.format(timing_epochs=4))  # one field apart: distinct runs in the cache
-    assert load_profile("smoke", path=path).grid("timing").fields["epochs"] == 4
+    assert load_profile("smoke", directory=tmp_path).grid("timing").fields["epochs"] == 4
 
 
 def test_wall_time_claims_refuse_a_population_grid_D12():

@@ -13,12 +13,11 @@ from lossscape.plan import make_plan, missing_cells
 from lossscape.profiles import load_profile
 
 TINY = """
-[smoke]
 seeds = 2
 device = "cpu"
 batch_sizes = [64, 128]
 
-[[smoke.settings]]
+[[settings]]
 id = "tiny"
 dataset = "mnist1d"
 n_samples = 500
@@ -26,11 +25,11 @@ model = "mlp"
 width = 8
 lr = 0.1
 
-[smoke.grids.budget]
+[grids.budget]
 stop = "epochs"
 epochs = 2
 
-[smoke.grids.timing]
+[grids.timing]
 population = false
 seeds = 3
 batch_sizes = [64]
@@ -49,9 +48,9 @@ def ray_cluster():
 
 @pytest.fixture
 def tiny(tmp_path):
-    path = tmp_path / "profiles.toml"
+    path = tmp_path / "smoke.toml"
     path.write_text(TINY)
-    return load_profile("smoke", path=path)
+    return load_profile("smoke", directory=tmp_path)
 
 
 def _entries(root):

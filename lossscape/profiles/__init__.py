@@ -1,4 +1,5 @@
-"""Experiment profiles (fixtures/profiles.toml): which settings, grids and seeds a claims run uses.
+"""Experiment profiles (one TOML file each, beside this module): which settings, grids and seeds a
+claims run uses.
 
 A profile names its seeds before anything trains, a list of settings (dataset + model + base LR:
 the claims are parametrized over them) and named grids: a grid is a stop rule and schedule shared
@@ -7,7 +8,7 @@ nothing is executed from the file.
 
 A grid with `population = false` trains one model per process, because claims read its wall times.
 The cache serves a run by its config alone, so such a grid must share no config (seed aside) with
-a population grid of any profile in the file: otherwise it is served the population's runs, whose
+a population grid of any profile (the packaged ones and the one loaded): otherwise it is served the population's runs, whose
 epoch times are the whole population's wall clock (BS-3 once read a CI of [0.0827, 0.0827] so).
 `load_profile` refuses a file where they meet.
 """
@@ -23,9 +24,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig
 
-PROFILE_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "profiles.toml"
+# Package data, so `pytest claims` finds them after a non-editable install too.
+PROFILE_DIR = Path(__file__).resolve().parent
 PROFILES = ("smoke", "cpu", "gpu")
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 _GRID_KEYS = {"batch_sizes", "lrs", "seeds", "population", "expect_epochs", "why"}
@@ -68,6 +70,7 @@ class GridSpec:
 @dataclass(frozen=True)
 class Profile:
     name: str
+    path: Path  # the file it was read from (`lossscape pilot` writes its decisions there)
     description: str
     device: str
     seeds: tuple[int, ...]
@@ -91,21 +94,46 @@ class Profile:
         return self.grids[name]
 
 
-def load_profile(name: str, n_seeds: int | None = None, path: Path = PROFILE_FILE,
-                 device: str | None = None) -> Profile:
-    """`device` replaces the profile's own (e.g. the smoke profile on cuda, a GPU machine's check)."""
+def profile_file(name: str | Path, directory: Path = PROFILE_DIR) -> Path:
+    """The file of a packaged profile name, or `name` itself when it is a path to a .toml file."""
+    if str(name).endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"profile: {name} is not a file; allowed: {', '.join(PROFILES)} or a profile .toml file")
+        return path
     if name not in PROFILES:
-        raise ConfigError(f"profile: got {name!r}; allowed: {', '.join(PROFILES)}")
+        raise ConfigError(f"profile: got {name!r}; allowed: {', '.join(PROFILES)} or a profile .toml file")
+    return Path(directory) / f"{name}.toml"
+
+
+def load_profile(name: str | Path, n_seeds: int | None = None, *, directory: Path = PROFILE_DIR,
+                 device: str | None = None) -> Profile:
+    """A packaged profile by name (smoke, cpu, gpu: `directory`/<name>.toml) or a profile file by
+    path (its name is the file's stem). `device` replaces the profile's own (e.g. the smoke profile
+    on cuda, a GPU machine's check)."""
     if device not in (None, "cpu", "cuda"):
         raise ConfigError(f"device: got {device!r}; allowed: cpu, cuda")
-    profiles = tomllib.loads(Path(path).read_text())
-    profile = _build(name, profiles[name], n_seeds, device)
-    others = [_build(n, profiles[n], None) for n in PROFILES if n != name and n in profiles]  # one cache serves all
+    path = profile_file(name, directory)
+    profile = _build(path, n_seeds, device)
+    # one cache serves every profile: the packaged ones are checked with the loaded one
+    others = [_build(p, None) for p in sorted(Path(directory).glob("*.toml")) if p.resolve() != path.resolve()]
     _check_single_model_grids([profile, *others])
     return profile
 
 
-def _build(name: str, raw: dict, n_seeds: int | None, device: str | None = None) -> Profile:
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"profile: {path} is not valid TOML ({exc}); allowed: a profile file as in {PROFILE_DIR}") from None
+
+
+def _build(path: Path, n_seeds: int | None, device: str | None = None) -> Profile:
+    name, raw = path.stem, _read(path)
+    missing = [k for k in ("seeds", "batch_sizes", "settings") if k not in raw]
+    if missing:
+        raise ConfigError(f"{name}: missing key {missing[0]!r}; allowed: a profile with seeds, batch_sizes, settings "
+                          "and optional description, device, grids, params")
     seeds = tuple(range(n_seeds if n_seeds is not None else raw["seeds"]))
     if not seeds:
         raise ConfigError(f"seeds: got {n_seeds}; allowed: a positive number")
@@ -123,7 +151,7 @@ def _build(name: str, raw: dict, n_seeds: int | None, device: str | None = None)
         grids[gname] = GridSpec(gname, fields, tuple(g.get("batch_sizes", batch_sizes)),
                                 tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True),
                                 g.get("expect_epochs"))
-    return Profile(name, raw.get("description", ""), device, seeds, batch_sizes, settings,
+    return Profile(name, path, raw.get("description", ""), device, seeds, batch_sizes, settings,
                    grids, raw.get("params", {}))
 
 
@@ -149,7 +177,7 @@ def _check_single_model_grids(profiles: list[Profile]) -> None:
 def missing_data(setting: Setting) -> str | None:
     """Why a setting cannot run here (its dataset's files are absent), or None."""
     if setting.requires:
-        from .data import DatasetNotFoundError, load_dataset
+        from ..data import DatasetNotFoundError, load_dataset
         try:
             load_dataset(setting.requires)
         except DatasetNotFoundError as exc:
