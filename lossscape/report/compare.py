@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 
 from lossscape.report.overview import claim_groups
-from lossscape.report.render import CSS, _e, _html_table, _md, _md_table, write_texts
+from lossscape.report.markup import CSS, esc, html_table, md_table, md_text
+from lossscape.report.render import write_texts
 from lossscape.report.result import SCHEMA, ClaimResult, fmt
 from lossscape.report.schema import read_doc
 
@@ -66,13 +67,13 @@ def _run_line(doc: dict) -> str:
 
 def render_markdown(cmp: dict, names: tuple[str, str], docs: tuple[dict, dict]) -> str:
     out = ["# lossscape: comparison of two claims reports", ""]
-    out += [f"- **{side}**: {_md(name)} ({_md(_run_line(doc))})" for side, name, doc in zip("AB", names, docs)]
+    out += [f"- **{side}**: {md_text(name)} ({md_text(_run_line(doc))})" for side, name, doc in zip("AB", names, docs)]
     out += ["", f"- verdict changes: {len(cmp['changed'])}; unchanged: {len(cmp['same'])}; "
                 f"only in A: {len(cmp['only_a'])}; only in B: {len(cmp['only_b'])}"]
     for title, key in (("Verdict changes", "changed"), ("Same verdict (effect shifts)", "same")):
-        out += ["", f"## {title}", ""] + (_md_table(COLUMNS, cmp[key]) if cmp[key] else ["none"])
+        out += ["", f"## {title}", ""] + (md_table(COLUMNS, cmp[key]) if cmp[key] else ["none"])
     for title, key in (("Only in A", "only_a"), ("Only in B", "only_b")):
-        out += ["", f"## {title}", ""] + ([f"- {_md(k)}" for k in cmp[key]] or ["none"])
+        out += ["", f"## {title}", ""] + ([f"- {md_text(k)}" for k in cmp[key]] or ["none"])
     return "\n".join(out) + "\n"
 
 
@@ -81,17 +82,17 @@ def render_html(cmp: dict, names: tuple[str, str], docs: tuple[dict, dict]) -> s
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>lossscape: comparison</title><style>{CSS}</style></head><body>",
              "<h1>lossscape: comparison of two claims reports</h1><ul class=\"meta\">"]
-    parts += [f"<li><b>{side}</b>: {_e(name)} ({_e(_run_line(doc))})</li>"
+    parts += [f"<li><b>{side}</b>: {esc(name)} ({esc(_run_line(doc))})</li>"
               for side, name, doc in zip("AB", names, docs)]
     parts.append(f"<li>verdict changes: {len(cmp['changed'])}; unchanged: {len(cmp['same'])}; only in A: "
                  f"{len(cmp['only_a'])}; only in B: {len(cmp['only_b'])}</li></ul>")
     for title, key in (("Verdict changes", "changed"), ("Same verdict (effect shifts)", "same")):
         rows = cmp[key]
-        table = _html_table(COLUMNS, rows, verdict_cols=(1, 2)) if rows else "<p>none</p>"
-        parts.append(f"<h2>{_e(title)}</h2>{table}")
+        table = html_table(COLUMNS, rows, verdict_cols=(1, 2)) if rows else "<p>none</p>"
+        parts.append(f"<h2>{esc(title)}</h2>{table}")
     for title, key in (("Only in A", "only_a"), ("Only in B", "only_b")):
-        items = "".join(f"<li>{_e(k)}</li>" for k in cmp[key])
-        parts.append(f"<h2>{_e(title)}</h2>" + (f"<ul>{items}</ul>" if items else "<p>none</p>"))
+        items = "".join(f"<li>{esc(k)}</li>" for k in cmp[key])
+        parts.append(f"<h2>{esc(title)}</h2>" + (f"<ul>{items}</ul>" if items else "<p>none</p>"))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -20,7 +20,6 @@ sideways (tests/test_report_browser.py checks it at 1280 px in Chromium).
 from __future__ import annotations
 
 import base64
-import html
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from lossscape.report.design import config_table, preregistration_parts
+from lossscape.report.markup import CSS, anchor, esc, html_table, md_table, md_text, verdict_class
 from lossscape.report.overview import ClaimGroup, claim_groups, write_overview
 from lossscape.report.result import ERROR, INTERRUPTED, NOT_RUN, SKIPPED, ClaimResult, fmt
 from lossscape.report.schema import ReportError, read_doc
@@ -43,7 +43,6 @@ RULE = ("A claim is supported when the effect and its whole CI lie in the claime
         "an inconclusive result says which side it leans to and what effect its seeds could have detected.")
 SUMMARY_COLUMNS = ("ID", "Claim", "Verdict", "Ours (CI)", "p (Holm)", "Source reported")
 CHECK_COLUMNS = ("Check", "What", "Result", "Measured")
-VERDICT_CLASSES = {v.value for v in Verdict} | {ERROR, INTERRUPTED, SKIPPED, NOT_RUN.replace(" ", "-")}
 OVERVIEW_TEXT = ("Each bar is a result's CI relative to the claimed threshold (dashed line), the tick its "
                  "estimate; the shade on each row is the claimed region. Colour: the verdict.")
 
@@ -162,46 +161,28 @@ def _interrupted_note(doc: dict) -> str:
 
 # -- markdown ------------------------------------------------------------------------------------
 
-# Every character that means something inline in CommonMark/GFM (emphasis, code, links and images,
-# tables, strikethrough, math, headings' closing #, escapes, HTML tags); a backslash makes each one
-# literal. ">" alone starts nothing inside a line, and "&" only an entity, so prose keeps "->".
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$#<]|&(?=#?\w+;))")
-
-
-def _md(x) -> str:
-    """Any text as literal markdown on one line: the markdown punctuation above is backslash-escaped
-    (viewers render inline HTML, so "<" and an entity's "&" are escaped too)."""
-    text = str(x).replace("\r", " ").replace("\n", " ")
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def _md_table(columns, rows) -> list[str]:
-    return (["| " + " | ".join(map(_md, columns)) + " |", "|" + "---|" * len(columns)]
-            + ["| " + " | ".join(map(_md, row)) + " |" for row in rows])
-
-
 def _md_figure(label: str, rel: str, report_dir: Path | None) -> str:
     inside = _figure_inside(rel) if report_dir is None else _figure_file(report_dir, rel) is not None
     if not inside:
-        return f"\nfigure outside the report folder, not linked: {_md(rel)}"
-    return f"\n![{_md(label)}: {_md(PurePosixPath(rel).stem)}]({quote(rel)})"
+        return f"\nfigure outside the report folder, not linked: {md_text(rel)}"
+    return f"\n![{md_text(label)}: {md_text(PurePosixPath(rel).stem)}]({quote(rel)})"
 
 
 def _md_configs(configs: list) -> list[str]:
     fixed, columns, rows = config_table(configs)
     out = ["", f"**Configurations** ({len(configs)}; the JSON is in claims.json)", ""]
     if fixed:
-        out += [f"- fixed: {_md(_fixed_text(fixed))}"]
+        out += [f"- fixed: {md_text(_fixed_text(fixed))}"]
     if columns:
-        out += ["", *_md_table(columns, rows)]
+        out += ["", *md_table(columns, rows)]
     return out
 
 
 def _md_result(r: ClaimResult, report_dir: Path | None) -> list[str]:
-    out = [f"- **{k}**: {_md(v)}" for k, v in _detail_lines(r)]
-    out += [f"- **Caveat**: {_md(c)}" for c in r.caveats]
+    out = [f"- **{k}**: {md_text(v)}" for k, v in _detail_lines(r)]
+    out += [f"- **Caveat**: {md_text(c)}" for c in r.caveats]
     for t in r.tables:
-        out += ["", f"**{_md(t.get('title', ''))}**", ""] + _md_table(t["columns"], t["rows"])
+        out += ["", f"**{md_text(t.get('title', ''))}**", ""] + md_table(t["columns"], t["rows"])
     if r.configs:
         out += _md_configs(r.configs)
     out += [_md_figure(r.label(), f, report_dir) for f in r.figures]
@@ -215,124 +196,68 @@ def render_markdown(doc: dict, report_dir=None, *, overview: str | None = None) 
     groups = claim_groups(doc)
     out = ["# lossscape: claims report", ""]
     if doc.get("interrupted"):
-        out += [f"**{_md(_interrupted_note(doc))}**", ""]
-    out += [f"- {_md(line)}" for line in _verdict_lines(doc, groups)] + ["", _md(RULE), ""]
-    out += ["## What holds", ""] + _md_table(SUMMARY_COLUMNS, [cells for _, cells in _summary_rows(groups)])
+        out += [f"**{md_text(_interrupted_note(doc))}**", ""]
+    out += [f"- {md_text(line)}" for line in _verdict_lines(doc, groups)] + ["", md_text(RULE), ""]
+    out += ["## What holds", ""] + md_table(SUMMARY_COLUMNS, [cells for _, cells in _summary_rows(groups)])
     checks = _check_rows(groups)
     if checks:
-        out += ["", "## Checks (verified identities and code, outside Holm)", ""] + _md_table(CHECK_COLUMNS, checks)
+        out += ["", "## Checks (verified identities and code, outside Holm)", ""] + md_table(CHECK_COLUMNS, checks)
     if overview:
-        out += ["", f"![every effect against its claimed threshold]({quote(overview)})", "", _md(OVERVIEW_TEXT)]
+        out += ["", f"![every effect against its claimed threshold]({quote(overview)})", "", md_text(OVERVIEW_TEXT)]
     for g in groups:
         if not g.results:
             continue
         single = len(g.results) == 1
         title = f"{g.results[0].label()}: {g.verdict_text()}" if single else f"{g.id}: {g.verdict_text()}"
         # "**" first: a text at the start of a line could open a list or a quote
-        out += ["", f"## {_md(title)}", "", f"**Claim**: {_md(g.entry['claim'])}", ""]
-        out += [f"- **{k}**: {_md(v)}" for k, v in _claim_lines(g.entry)]
+        out += ["", f"## {md_text(title)}", "", f"**Claim**: {md_text(g.entry['claim'])}", ""]
+        out += [f"- **{k}**: {md_text(v)}" for k, v in _claim_lines(g.entry)]
         prereg = _preregistration(g)
         if prereg:
             out += ["", "**Preregistration** (the claim test's docstring)", ""]
-            out += [f"- **{_md(k)}**: {_md(v)}" for k, v in prereg]
+            out += [f"- **{md_text(k)}**: {md_text(v)}" for k, v in prereg]
         for r in g.results:
-            out += [""] if single else ["", f"### {_md(r.label())}: {_md(r.verdict_text())}", ""]
+            out += [""] if single else ["", f"### {md_text(r.label())}: {md_text(r.verdict_text())}", ""]
             out += _md_result(r, report_dir)
-    out += ["", "## Run", ""] + [f"- {_md(line)}" for line in _environment_lines(doc)]
+    out += ["", "## Run", ""] + [f"- {md_text(line)}" for line in _environment_lines(doc)]
     return "\n".join(out) + "\n"
 
 
 # -- html ----------------------------------------------------------------------------------------
 
-CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; color: #222;
-       overflow-wrap: break-word; }
-.scroll { overflow-x: auto; max-width: 100%; }
-table { border-collapse: collapse; margin: 0.8em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: left; overflow-wrap: break-word; }
-table.summary { width: 100%; }
-table.summary td:first-child, table.summary td:nth-child(5), table.summary th { white-space: nowrap; }
-table.summary td.v { min-width: 9em; }
-th { background: #f3f3f3; }
-tr.sub td { border-top-style: dotted; }
-tr.sub td:not(.v) { color: #444; }
-tr.sub td:nth-child(2) { padding-left: 1.5em; }
-.v { font-weight: 600; }
-.supported { color: #1a7f37; } .refuted { color: #c0392b; } .inconclusive { color: #b7791f; } .verified { color: #1a7f37; } .failed { color: #c0392b; }
-.error, .interrupted, .skipped, .not-run { color: #777; }
-.banner { border: 2px solid #c0392b; padding: 0.5em; color: #c0392b; font-weight: 600; }
-section { border-top: 1px solid #ddd; margin-top: 1.5em; }
-img { max-width: 100%; display: block; margin: 0.5em 0; }
-.meta { color: #555; } .missing { color: #c0392b; } p.claim { font-style: italic; }
-dt { font-weight: 600; } dd { margin: 0 0 0.3em 1.5em; overflow-wrap: anywhere; }
-"""
-
-
-def _e(x) -> str:
-    return html.escape(str(x))
-
-
-def _verdict_class(text: str) -> str:
-    """"inconclusive (leans refuted)" -> "inconclusive"; "1 supported, 1 refuted" -> "" (no colour)."""
-    word = text.split(" (")[0].replace(" ", "-")
-    return word if word in VERDICT_CLASSES else ""
-
-
-def _html_table(columns, rows, verdict_cols=(), row_classes=None, link_col=None, table_class="") -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-    body = []
-    for k, row in enumerate(rows):
-        cells = []
-        for i, v in enumerate(row):
-            if i in verdict_cols:
-                cells.append(f'<td class="v {_verdict_class(v)}">{_e(v)}</td>')
-            elif i == link_col and v:
-                cells.append(f'<td><a href="#{_e(_anchor(v))}">{_e(v)}</a></td>')
-            else:
-                cells.append(f"<td>{_e(v)}</td>")
-        row_class = f' class="{row_classes[k]}"' if row_classes else ""
-        body.append(f"<tr{row_class}>" + "".join(cells) + "</tr>")
-    cls = f' class="{table_class}"' if table_class else ""
-    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
-
-
-def _anchor(claim_id: str) -> str:
-    return "claim-" + re.sub(r"[^A-Za-z0-9-]", "_", claim_id)
-
-
 def _html_figure(report_dir: Path, rel: str) -> str:
     path = _figure_file(report_dir, rel)
     if path is None:
-        return f'<p class="missing">figure outside the report folder, not shown: {_e(rel)}</p>'
+        return f'<p class="missing">figure outside the report folder, not shown: {esc(rel)}</p>'
     if not path.is_file():
-        return f'<p class="missing">figure not found: {_e(rel)}</p>'
+        return f'<p class="missing">figure not found: {esc(rel)}</p>'
     with open(path, "rb") as f:
         data = f.read()
     if not data.startswith(PNG_SIGNATURE):  # only our figures are inlined, never another file of the folder
-        return f'<p class="missing">figure is not a PNG image, not shown: {_e(rel)}</p>'
-    return f'<img alt="{_e(rel)}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
+        return f'<p class="missing">figure is not a PNG image, not shown: {esc(rel)}</p>'
+    return f'<img alt="{esc(rel)}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
 
 
 def _html_dl(pairs) -> str:
-    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in pairs) + "</dl>"
+    return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in pairs) + "</dl>"
 
 
 def _html_configs(configs: list) -> str:
     fixed, columns, rows = config_table(configs)
     out = f"<h4>Configurations ({len(configs)}; the JSON is in claims.json)</h4>"
     if fixed:
-        out += f"<p><b>Fixed</b>: {_e(_fixed_text(fixed))}</p>"
+        out += f"<p><b>Fixed</b>: {esc(_fixed_text(fixed))}</p>"
     if columns:
-        out += _html_table(columns, rows)
+        out += html_table(columns, rows)
     return out
 
 
 def _html_result(r: ClaimResult, report_dir: Path) -> list[str]:
     parts = [_html_dl(_detail_lines(r))]
     if r.caveats:
-        parts.append("<h4>Caveats</h4><ul>" + "".join(f"<li>{_e(c)}</li>" for c in r.caveats) + "</ul>")
+        parts.append("<h4>Caveats</h4><ul>" + "".join(f"<li>{esc(c)}</li>" for c in r.caveats) + "</ul>")
     for t in r.tables:
-        parts.append(f"<h4>{_e(t.get('title', ''))}</h4>" + _html_table(t["columns"], t["rows"]))
+        parts.append(f"<h4>{esc(t.get('title', ''))}</h4>" + html_table(t["columns"], t["rows"]))
     if r.configs:
         parts.append(_html_configs(r.configs))
     parts += [_html_figure(report_dir, f) for f in r.figures]
@@ -349,36 +274,36 @@ def render_html(doc: dict, report_dir, *, overview: str | None = None) -> str:
              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
              f"<title>lossscape: claims report</title><style>{CSS}</style></head><body>",
              "<h1>lossscape: claims report</h1>",
-             f'<p class="banner">{_e(_interrupted_note(doc))}</p>' if doc.get("interrupted") else "",
-             "<ul class=\"meta\">" + "".join(f"<li>{_e(line)}</li>" for line in _verdict_lines(doc, groups)) + "</ul>",
-             f"<p>{_e(RULE)}</p><h2>What holds</h2>",
-             _html_table(SUMMARY_COLUMNS, [cells for _, cells in summary], verdict_cols=(2,),
+             f'<p class="banner">{esc(_interrupted_note(doc))}</p>' if doc.get("interrupted") else "",
+             "<ul class=\"meta\">" + "".join(f"<li>{esc(line)}</li>" for line in _verdict_lines(doc, groups)) + "</ul>",
+             f"<p>{esc(RULE)}</p><h2>What holds</h2>",
+             html_table(SUMMARY_COLUMNS, [cells for _, cells in summary], verdict_cols=(2,),
                          row_classes=[kind for kind, _ in summary], link_col=0, table_class="summary")]
     if checks:
         parts += ["<h2>Checks (verified identities and code, outside Holm)</h2>",
-                  _html_table(CHECK_COLUMNS, checks, verdict_cols=(2,), table_class="summary")]
+                  html_table(CHECK_COLUMNS, checks, verdict_cols=(2,), table_class="summary")]
     if overview:
         parts += ["<h2>Every effect against its claimed threshold</h2>", _html_figure(report_dir, overview),
-                  f"<p class=\"meta\">{_e(OVERVIEW_TEXT)}</p>"]
+                  f"<p class=\"meta\">{esc(OVERVIEW_TEXT)}</p>"]
     for g in groups:
         if not g.results:
             continue
         single = len(g.results) == 1
         title = g.results[0].label() if single else g.id
         verdict = g.verdict_text()
-        parts.append(f'<section id="{_e(_anchor(g.id))}"><h2>{_e(title)}: '
-                     f'<span class="v {_verdict_class(verdict)}">{_e(verdict)}</span></h2>'
-                     f'<p class="claim">{_e(g.entry["claim"])}</p>' + _html_dl(_claim_lines(g.entry)))
+        parts.append(f'<section id="{esc(anchor(g.id))}"><h2>{esc(title)}: '
+                     f'<span class="v {verdict_class(verdict)}">{esc(verdict)}</span></h2>'
+                     f'<p class="claim">{esc(g.entry["claim"])}</p>' + _html_dl(_claim_lines(g.entry)))
         prereg = _preregistration(g)
         if prereg:
             parts.append("<h3>Preregistration (the claim test's docstring)</h3>" + _html_dl(prereg))
         for r in g.results:
             if not single:
-                parts.append(f'<h3>{_e(r.label())}: <span class="v {_verdict_class(r.verdict_text())}">'
-                             f"{_e(r.verdict_text())}</span></h3>")
+                parts.append(f'<h3>{esc(r.label())}: <span class="v {verdict_class(r.verdict_text())}">'
+                             f"{esc(r.verdict_text())}</span></h3>")
             parts += _html_result(r, report_dir)
         parts.append("</section>")
-    parts.append("<h2>Run</h2><ul class=\"meta\">" + "".join(f"<li>{_e(line)}</li>" for line in _environment_lines(doc))
+    parts.append("<h2>Run</h2><ul class=\"meta\">" + "".join(f"<li>{esc(line)}</li>" for line in _environment_lines(doc))
                  + "</ul></body></html>")
     return "\n".join(parts) + "\n"
 
