@@ -19,7 +19,8 @@ import time
 import torch
 
 from lossscape import RunConfig, train, train_population
-from lossscape.train import _Engine, load_data
+from lossscape.data import load_data
+from lossscape.strategies import SingleModel, StackedModels
 
 
 def _alternate(arms: dict, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -48,12 +49,14 @@ class _NoRecording:
     """Swap the engine's per-member norm for a constant: the step without the recording work."""
 
     def __enter__(self):
-        self.real = _Engine._sq_norms
-        _Engine._sq_norms = lambda engine, tensors: torch.zeros(len(engine.seeds))
+        self.real = {cls: cls.sq_norms for cls in (SingleModel, StackedModels)}
+        SingleModel.sq_norms = staticmethod(lambda tensors: torch.zeros(1))
+        StackedModels.sq_norms = staticmethod(lambda tensors: torch.zeros(len(tensors[0])))
         return self
 
     def __exit__(self, *exc):
-        _Engine._sq_norms = self.real
+        for cls, real in self.real.items():
+            cls.sq_norms = staticmethod(real)
 
 
 def main():

@@ -26,7 +26,8 @@ import torch
 
 from lossscape import RunConfig, train
 from lossscape.step_cost import freezeout_flop_ratio, stage_forward_flops
-from lossscape.train import init_model, load_data
+from lossscape.data import load_data
+from lossscape.models import init_model
 
 MODELS = ("mlp", "vgg_small", "resnet_small", "densenet_small")
 

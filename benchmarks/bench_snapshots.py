@@ -20,7 +20,7 @@ import torch
 from lossscape import RunConfig, train_population
 from lossscape.ensembles import (independent_ensemble_accuracy, member_accuracies, snapshot_accuracies,
                                  snapshot_ensemble_accuracy)
-from lossscape.train import load_data
+from lossscape.data import load_data
 
 
 def main():

@@ -41,7 +41,8 @@ from lossscape import RunConfig, train, train_population
 from lossscape import geometry as g
 from lossscape.geometry.hessian import _HessianVectorProduct
 from lossscape.step_cost import stage_forward_flops, step_flops
-from lossscape.train import init_model, load_data
+from lossscape.data import load_data
+from lossscape.models import init_model
 
 ENGINE = importlib.import_module("lossscape.train")  # the module (lossscape.train is the function)
 SECTIONS = ["engine", "hvp", "trace", "surface", "evaluation"]
@@ -84,7 +85,7 @@ def bench_engine(peak: float, epochs: int, repeats: int) -> None:
         cfg = RunConfig(dataset="mnist1d", model="mlp", width=width, batch_size=bs, lr=0.05, epochs=epochs)
         ds = load_data(cfg)
         flops = step_flops(stage_forward_flops(init_model(cfg, 0, ds.input_shape, ds.n_classes), ds.input_shape), 0)
-        ENGINE._chosen_paths.clear()  # time the probe itself, then reuse its choice
+        ENGINE.CHOSEN_PATHS.clear()  # time the probe itself, then reuse its choice
         probe_s = _seconds(lambda: ENGINE.choose_path(cfg, len(SEEDS)))
         chosen = ENGINE.choose_path(cfg, len(SEEDS))
         wall, steps = _alternate({

@@ -16,7 +16,8 @@ from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.schedules import freezeout_fractions
 from lossscape.step_cost import freezeout_flop_ratio, frozen_step_times, stage_forward_flops, step_flops
-from lossscape.train import init_model, load_data
+from lossscape.data import load_data
+from lossscape.models import init_model
 
 from ._common import seed_trend
 

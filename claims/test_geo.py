@@ -18,7 +18,7 @@ from lossscape import geometry as g
 from lossscape import stats
 from lossscape.report import figures
 from lossscape.stats import Verdict
-from lossscape.train import load_data
+from lossscape.data import load_data
 
 from ._common import minimizer_caveats, per_batch, seed_trend
 

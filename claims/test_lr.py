@@ -19,7 +19,7 @@ from lossscape.claim_runs import batch_growth
 from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.throughput import throughput_knee, training_throughput
-from lossscape.train import load_data
+from lossscape.data import load_data
 
 from ._common import per_batch, seed_trend, time_to_minimum_test
 

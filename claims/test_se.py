@@ -13,7 +13,7 @@ from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.schedules import lr_at
 from lossscape.stats import Verdict
-from lossscape.train import load_data
+from lossscape.data import load_data
 
 # SE-1's tolerance between the engine's LR and the formula: both are the same float64 expression
 # of the same integers, so anything beyond rounding (1e-12 relative to lr0) is a different schedule.

@@ -7,7 +7,8 @@ training runs and honest statistics.
 from .config import ConfigError, RunConfig
 # Bound here, eagerly: the function `train` shares its name with the module lossscape.train, and a
 # lazy binding would be overwritten by the module the first time anything imports lossscape.train.
-from .train import Run, train, train_population
+from .run import Run
+from .train import train, train_population
 
 __all__ = ["ConfigError", "RunConfig", "Run", "train", "train_population", "geometry"]
 __version__ = "0.1.0"

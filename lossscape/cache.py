@@ -39,23 +39,25 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .config import RunConfig
 from .data import fingerprint
-from .train import Run, train, train_population
+from .run import RUN_FILES, Run
+from .train import train, train_population
 
 # The entry layout and what the key covers. Changing either changes every key: old entries are then
 # simply not found, and `.damaged-*` / old key folders can be deleted by hand.
 # 2: manifest.json with every file's checksum; the dataset fingerprint in the key.
-CACHE_FORMAT = 2
+# 3: run.json and tensors.safetensors as Run.save writes them: cycle snapshots and record_snapshots
+#    epochs apart (`snapshot_epochs`), the key in the manifest only.
+CACHE_FORMAT = 3
 # The modules whose code changes what a run computes.
-_TRAINING_SOURCES = ("config.py", "data.py", "models.py", "schedules.py", "freezeout.py", "train.py", "parallel.py")
+_TRAINING_SOURCES = ("config.py", "data.py", "data_order.py", "models.py", "schedules.py", "freezeout.py",
+                     "stacked_mlp.py", "strategies.py", "engine.py", "parallel.py", "train.py")
 _MANIFEST = "manifest.json"
-_CHECKED_FILES = ("run.json", "tensors.safetensors")
+_CHECKED_FILES = RUN_FILES
 # A writer renames its temporary folder within seconds of creating it; one an hour old is a killed writer's.
 STALE_TMP_S = 3600
 
@@ -338,19 +340,7 @@ def _remove_stale(paths, remove) -> None:
 
 
 def _write_entry(run: Run, key: str, folder: Path, file_mode: int) -> None:
-    tensors = {f"initial/{k}": v.contiguous() for k, v in run.initial_state.items()}
-    tensors.update({f"final/{k}": v.contiguous() for k, v in run.final_state.items()})
-    for i, snap in enumerate(run.snapshots):
-        tensors.update({f"snapshot{i}/{k}": v.contiguous() for k, v in snap.items()})
-    tensors["update_norms"] = torch.from_numpy(np.ascontiguousarray(run.update_norms, dtype=np.float64))
-    save_file(tensors, folder / "tensors.safetensors")
-    meta = {
-        "key": key, "config": run.config.to_dict(), "history": run.history, "stop_reason": run.stop_reason,
-        "total_time_s": run.total_time_s, "device": run.device, "input_shape": list(run.input_shape),
-        "n_classes": run.n_classes, "n_snapshots": len(run.snapshots), "snapshot_steps": run.snapshot_steps,
-        "best_epoch": run.best_epoch, "engine_path": run.engine_path, "state_keys": list(run.final_state),
-    }
-    (folder / "run.json").write_text(json.dumps(meta, indent=1))
+    run.save(folder)
     manifest = {"format": CACHE_FORMAT, "key": key, "sha256": {n: _sha256(folder / n) for n in _CHECKED_FILES}}
     (folder / _MANIFEST).write_text(json.dumps(manifest, indent=1))
     for name in (*_CHECKED_FILES, _MANIFEST):
@@ -375,17 +365,10 @@ def _read_entry(folder: Path, key: str, cfg: RunConfig) -> Run:
         for name, digest in manifest["sha256"].items():
             if _sha256(folder / name) != digest:
                 raise _Damaged(f"{name} does not match its checksum")
-        meta = json.loads((folder / "run.json").read_text())
-        if meta["key"] != key or meta["config"] != cfg.to_dict():
+        run = Run.load(folder)
+        if run.config.to_dict() != cfg.to_dict():
             raise _Damaged("run.json holds a different run than the one asked for")
-        t = load_file(folder / "tensors.safetensors")
-        part = lambda prefix: {k: t[f"{prefix}/{k}"] for k in meta["state_keys"]}
-        return Run(
-            config=cfg, history=meta["history"], update_norms=t["update_norms"].numpy(),
-            initial_state=part("initial"), final_state=part("final"), stop_reason=meta["stop_reason"],
-            total_time_s=meta["total_time_s"], device=meta["device"], input_shape=tuple(meta["input_shape"]),
-            n_classes=meta["n_classes"], snapshots=[part(f"snapshot{i}") for i in range(meta["n_snapshots"])],
-            snapshot_steps=meta["snapshot_steps"], best_epoch=meta["best_epoch"], engine_path=meta["engine_path"])
+        return run
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:  # a file missing, or not a file
         raise _Damaged(_reason(exc)) from None
     except (ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:  # unparseable, wrong shape

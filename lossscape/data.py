@@ -42,9 +42,13 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # config imports this module to validate a dataset request
+    from .config import RunConfig
 
 DATASETS = ("mnist1d", "digits", "mnist", "cats_vs_dogs")
 ENV_VAR = "LOSSSCAPE_DATA"
@@ -109,6 +113,11 @@ def load_dataset(name: str, *, n_samples: int | None = None, val_fraction: float
         return _load(*key, _fingerprint(_find_mnist(root)), None)
     found = _find_cats_vs_dogs(root)
     return _load(*key, _fingerprint([p for p, _ in found], [label for _, label in found]), int(image_size))
+
+
+def load_data(cfg: RunConfig, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The dataset a run of cfg trains on: load_dataset with the config's name and size."""
+    return load_dataset(cfg.dataset, n_samples=cfg.n_samples, data_dir=data_dir)
 
 
 def fingerprint(name: str, data_dir: str | os.PathLike | None = None) -> str:

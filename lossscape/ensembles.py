@@ -14,7 +14,8 @@ from typing import Sequence
 
 import torch
 
-from .train import EVAL_CHUNK, Run
+from .engine import EVAL_CHUNK
+from .run import Run
 
 
 @torch.no_grad()

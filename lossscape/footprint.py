@@ -4,7 +4,7 @@
 with one line (a ConfigError) instead of an allocator traceback or the kernel's OOM killer part-way
 through.
 
-The estimate counts what train._Engine holds, in the config's dtype:
+The estimate counts what engine.Engine holds, in the config's dtype:
 - per member of a stacked population, the working set: WORKING_COPIES copies of the weights (the
   built module, the stacked parameters, their gradients, the update, the epoch-start copy for the
   distance, its difference), one more for a momentum buffer and one for weight decay's summed

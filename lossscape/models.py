@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .config import MODELS, ConfigError
+from .config import MODELS, ConfigError, RunConfig
 
 DEFAULT_WIDTH = {
     "mlp": 1024,  # source 003: two hidden layers of 1024 ReLU units
@@ -45,6 +45,20 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, width: 
         raise ConfigError(f"model: got {name!r}; allowed: {', '.join(MODELS)}")
     w = width or DEFAULT_WIDTH[name]
     return _BUILDERS[name](tuple(input_shape), n_classes, w)
+
+
+def init_model(cfg: RunConfig, seed: int, input_shape, n_classes) -> StagedNet:
+    """cfg's model with the seeded initialization of `seed`, in cfg's dtype, built without touching
+    the caller's global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(cfg.model, input_shape, n_classes, cfg.width)
+    return model.to(getattr(torch, cfg.dtype))
+
+
+def stage_of(name: str) -> int:
+    """The stage a parameter belongs to: its name is 'stages.<i>....' (StagedNet)."""
+    return int(name.split(".")[1])
 
 
 def _spatial(input_shape):

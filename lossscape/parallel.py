@@ -48,7 +48,8 @@ from torch.multiprocessing.spawn import ProcessException
 from torch.nn.parallel import DistributedDataParallel
 
 from .config import ConfigError, RunConfig
-from .train import Run, _Engine
+from .engine import Engine
+from .run import Run
 
 # How long a spawned rank waits on its peers in the rendezvous or in one collective before it fails
 # (the ranks start together and take the same steps, so a longer wait means a peer is stuck or
@@ -129,7 +130,7 @@ def _train_rank(cfg: RunConfig, rank: int, world: int, local_rank: int, progress
 
     def wrap(module):
         return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=unused)
-    engine = _Engine(cfg, [cfg.seed], stacked=False, progress=progress, rank=rank, world=world, wrap=wrap)
+    engine = Engine(cfg, [cfg.seed], stacked=False, progress=progress, rank=rank, world=world, wrap=wrap)
     return engine.run()[0]
 
 
@@ -155,7 +156,7 @@ def _train_launched(cfg: RunConfig, progress) -> Run:
 
 
 # -- spawn ---------------------------------------------------------------------------------------
-_RESULT = "run.pt"
+_RESULT = "run"  # the folder rank 0 saves its Run into
 
 
 def _train_spawned(cfg: RunConfig, progress, rank_main=None) -> Run:
@@ -169,9 +170,7 @@ def _train_spawned(cfg: RunConfig, progress, rank_main=None) -> Run:
             _join(procs, rows, progress)
         except ProcessException as exc:
             raise DataParallelError(_failure_report(cfg, exc.error_index, exc.msg, out)) from None
-        # Written by rank 0 of this run into this private folder, so unpickling it is safe; the
-        # plain pickle also keeps this module free of the cache (which imports train, then us).
-        return torch.load(os.path.join(out, _RESULT), weights_only=False)
+        return Run.load(os.path.join(out, _RESULT))
 
 
 def _join(procs, rows, progress) -> None:
@@ -234,7 +233,8 @@ def _spawned_rank(rank: int, cfg: RunConfig, out: str, rows) -> None:
         progress = (lambda seed, row: rows.put((seed, row))) if rows is not None and rank == 0 else None
         run = _train_rank(cfg, rank, cfg.world_size, rank, progress)
         if rank == 0:
-            torch.save(run, os.path.join(out, _RESULT))
+            os.mkdir(os.path.join(out, _RESULT))
+            run.save(os.path.join(out, _RESULT))
     except BaseException:
         dist.destroy_process_group()  # no barrier: the peers may never reach it; the parent stops them
         raise

@@ -31,10 +31,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .claim_runs import claim_cells
 from .config import RunConfig
-from .models import build_model, has_batchnorm
+from .data import load_data
+from .models import build_model, has_batchnorm, init_model
 from .profiles import Profile, missing_data
 from .schedules import batch_size_at
+from .step_cost import stage_forward_flops
+from .train import train, train_population
 
 TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward (input and weight gradients, each ~ one forward)
 
@@ -111,8 +115,6 @@ def expected_epochs(cfg: RunConfig, spec, base_lr: float) -> tuple[int, str]:
 
 def forward_flops(cfg: RunConfig, ds) -> float:
     """Forward FLOPs per example of cfg's model (Linear and Conv layers)."""
-    from .step_cost import stage_forward_flops
-    from .train import init_model
     return sum(stage_forward_flops(init_model(cfg, 0, ds.input_shape, ds.n_classes), ds.input_shape))
 
 
@@ -130,8 +132,6 @@ def run_seconds(cfg: RunConfig, members: int, stacked: bool, epochs: int, ds, fl
 
 def probe(cfg: RunConfig, small: int, large: int) -> Throughput:
     """Fit the step overheads and FLOP rates from two short trainings per batch size of cfg."""
-    from .train import load_data, train, train_population
-
     ds = load_data(cfg)
     n = len(ds.y_train)
     small, large = min(small, n), min(large, n)
@@ -185,8 +185,6 @@ def survey(profile: Profile, store) -> tuple[list[GridPlan], list[tuple[GridPlan
     """Count every grid's runs against `store` (only read: entries are looked up, not loaded) and
     list the cells left to train, each run once: a run two grids share goes to the first. The
     grids are the profile's and the runs claims add to them (lossscape.claim_runs)."""
-    from .claim_runs import claim_cells
-
     grids: dict[tuple[str, str], GridPlan] = {}
     seen: set[str] = set()
     pending = []  # (its grid's plan, the cell, the grid spec, the grid's base LR)
@@ -223,8 +221,6 @@ def missing_cells(profile: Profile, store) -> list[Cell]:
 def make_plan(profile: Profile, store, throughput: Throughput | None = None) -> Plan:
     """The plan of `profile` against `store` (a RunStore, only read). `throughput`: the device's
     figures; probed (or nominal) only if something is left to train."""
-    from .train import load_data
-
     grids, pending = survey(profile, store)
     plan = Plan(profile.name, grids)
     if not pending:

@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from .config import ConfigError, RunConfig
+from .data import load_data
 from .freezeout import frozen_prefix, stage_lrs
+from .models import init_model
 from .throughput import interleaved_step_times
-from .train import init_model, load_data
 
 
 def stage_forward_flops(model: nn.Module, input_shape) -> list[float]:

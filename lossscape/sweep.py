@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 
+from .cache import RunStore
 from .config import ConfigError
 from .plan import Cell, missing_cells
 
@@ -34,8 +35,6 @@ class RayMissingError(ConfigError):
 
 def train_cell(cell: Cell, cache_root: str) -> int:
     """Train a cell's missing seeds into the cache at `cache_root`; returns how many it trained."""
-    from .cache import RunStore
-
     store = RunStore(cache_root)
     if cell.population:
         store.get_or_train_population(cell.config, cell.seeds)

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import ConfigError, RunConfig
-from .train import init_model, load_data, stage_of
+from .data import load_data
+from .models import init_model, stage_of
 
 
 def interleaved_step_times(cfg: RunConfig, levels, setting: Callable[[int], tuple[int, int]], *,

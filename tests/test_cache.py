@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import lossscape.cache as cache_mod
+import lossscape.run as run_mod
 from lossscape import RunConfig
 from lossscape.cache import CacheError, RunStore
 
@@ -117,7 +118,7 @@ def test_a_write_killed_midway_leaves_no_entry(tmp_path, monkeypatch):
         with open(path, "wb") as f:
             f.write(b"partial")
         raise KeyboardInterrupt  # the process is interrupted between the two files
-    monkeypatch.setattr(cache_mod, "save_file", dies)
+    monkeypatch.setattr(run_mod, "save_file", dies)
     with pytest.raises(KeyboardInterrupt):
         store2.save(run)
     assert store2.load(run.config) is None
@@ -328,7 +329,7 @@ def test_cli_refuses_an_unusable_cache_in_one_line_D9(tmp_path, capsys, monkeypa
 def test_run_whose_write_fails_is_returned_with_a_warning_D9(tmp_path, counted, monkeypatch):
     def disk_full(tensors, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
-    monkeypatch.setattr(cache_mod, "save_file", disk_full)
+    monkeypatch.setattr(run_mod, "save_file", disk_full)
     with pytest.warns(UserWarning, match="could not be stored .*No space left on device.*used but not cached"):
         run = RunStore(tmp_path).get_or_train(CFG)
     assert run.config == CFG and counted == [0] and len(run.history) == CFG.epochs

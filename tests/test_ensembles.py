@@ -10,7 +10,9 @@ from lossscape import RunConfig, train, train_population
 from lossscape.ensembles import (ensemble_predict, independent_ensemble_accuracy, member_accuracies,
                                  snapshot_accuracies, snapshot_ensemble_accuracy)
 from lossscape.schedules import lr_at, snapshot_lr, snapshot_steps
-from lossscape.train import epoch_permutation, init_model, load_data
+from lossscape.data import load_data
+from lossscape.data_order import epoch_permutation
+from lossscape.models import init_model
 
 # 200 examples leave 128 for training: 8 steps of 16 per epoch, T = 48 steps, M = 3 cycles of
 # ceil(48 / 3) = 16 steps = 2 epochs, so snapshots land at steps 16, 32, 48.

@@ -11,7 +11,7 @@ from lossscape import RunConfig
 from lossscape.freezeout import freeze_steps, frozen_prefix, stage_lrs
 from lossscape.models import build_model
 from lossscape.schedules import freezeout_fractions, freezeout_lr
-from lossscape.train import _Engine
+from lossscape.engine import Engine
 
 MODELS = ["mlp", "vgg_small", "resnet_small", "densenet_small"]
 
@@ -102,16 +102,16 @@ STEPS_PER_EPOCH, T = 4, 16
 @pytest.mark.parametrize("model", MODELS)
 def test_engine_freezes_each_stage_at_its_step(model):
     cfg = FREEZE.replace(model=model, width=16 if model == "mlp" else 4)
-    engine = _Engine(cfg, [cfg.seed], stacked=False)
-    n = len(engine.base.stages)
+    engine = Engine(cfg, [cfg.seed], stacked=False)
+    n = len(engine.module.stages)
     t_i = brock_fractions(n, cfg.freeze_t0, cfg.freeze_spacing) * T
-    counts = _count_grads([next(s.parameters()) for s in engine.base.stages])
+    counts = _count_grads([next(s.parameters()) for s in engine.module.stages])
     run = engine.run()[0]
     # steps 0..T-1 train stage i while step < t_i: min(T, ceil(t_i)) backward passes reach it
     assert counts == [min(T, math.ceil(t)) for t in t_i]
-    states = [run.initial_state, *run.snapshots]  # weights after 0, 1, ..., 4 epochs
+    states = [run.initial_state, *(run.epoch_snapshots[e] for e in cfg.record_snapshots)]  # after 0, 1, ..., 4 epochs
     for i in range(n - 1):
-        names = [k for k, _ in engine.base.named_parameters() if k.startswith(f"stages.{i}.")]
+        names = [k for k, _ in engine.module.named_parameters() if k.startswith(f"stages.{i}.")]
         for e in range(1, cfg.epochs + 1):
             same = all(torch.equal(states[e][k], run.final_state[k]) for k in names)
             # frozen by the end of epoch e: no later change; still training: later steps move it

@@ -116,12 +116,10 @@ def _sized(cfg, data_dir=None):
 def test_the_gpu_profile_plans_within_its_hour(monkeypatch, tmp_path):
     """With both data folders given, on the plan's nominal H100/H200 figures (no GPU probed yet):
     the sizing lossscape/profiles/*.toml states (~45 minutes, at most 60)."""
-    import sys
-
     import lossscape.plan as plan
     from lossscape.cache import RunStore
 
-    monkeypatch.setattr(sys.modules["lossscape.train"], "load_data", _sized)
+    monkeypatch.setattr(plan, "load_data", _sized)
     monkeypatch.setattr(plan, "missing_data", lambda setting: None)
     planned = plan.make_plan(load_profile("gpu"), RunStore(tmp_path), plan.NOMINAL_CUDA)
     assert {g.setting for g in planned.grids} >= {s.id for s in load_profile("gpu").settings}

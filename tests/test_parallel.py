@@ -14,7 +14,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from lossscape import ConfigError, RunConfig, train
 from lossscape.parallel import DataParallelError, _spawned_rank, _train_spawned
-from lossscape.train import _Engine, data_seed, epoch_permutation, load_data
+from lossscape.data import load_data
+from lossscape.data_order import data_seed, epoch_permutation
+from lossscape.engine import Engine
 
 pytestmark = pytest.mark.ddp
 
@@ -44,9 +46,9 @@ def _assert_states_close(a, b, atol):
 
 def _shards_seen_by_engine(rank):
     """The training examples each step of rank `rank` used, read back from the model's inputs."""
-    engine = _Engine(SMALL, [SMALL.seed], stacked=False, rank=rank, world=WORLD)
+    engine = Engine(SMALL, [SMALL.seed], stacked=False, rank=rank, world=WORLD)
     seen = []
-    engine.base.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()) if m.training else None)
+    engine.module.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()) if m.training else None)
     engine.run()
     row_index = {tuple(x.tolist()): i for i, x in enumerate(engine.X)}
     return [torch.tensor([row_index[tuple(x.tolist())] for x in xb]) for xb in seen]

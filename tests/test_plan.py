@@ -8,7 +8,7 @@ from lossscape.cli import main
 from lossscape.config import RunConfig
 from lossscape.plan import Throughput, expected_epochs, make_plan, probe, render, run_seconds
 from lossscape.profiles import GridSpec, load_profile
-from lossscape.train import load_data
+from lossscape.data import load_data
 
 TINY = """
 seeds = 2

@@ -10,7 +10,10 @@ import torch.nn.functional as F
 
 from lossscape import ConfigError, RunConfig, train, train_population
 from lossscape.config import MAX_SEED
-from lossscape.train import DIVERGENCE_LOSS_FACTOR, data_seed, diverged, epoch_permutation, init_model, load_data
+from lossscape.data import load_data
+from lossscape.data_order import data_seed, epoch_permutation
+from lossscape.engine import DIVERGENCE_LOSS_FACTOR, EVAL_CHUNK, Engine, diverged
+from lossscape.models import init_model
 
 # 500 MNIST-1D examples: 320 train / 80 val / 100 test, enough to train for real in a second.
 SMALL = dict(dataset="mnist1d", n_samples=500, model="mlp", width=32)
@@ -100,9 +103,9 @@ def test_population_members_stop_on_their_own():
     ({1: 1.0, 2: 1.2, 3: 1.2}, "stacked", 3),
 ])
 def test_population_takes_the_path_the_probe_measures_fastest(monkeypatch, per_step, kind, chunk):
-    engine = importlib.import_module("lossscape.train")  # the module; lossscape.train is the function
-    monkeypatch.setattr(engine, "_chosen_paths", {})
-    monkeypatch.setattr(engine._Engine, "seconds_per_step", lambda self, steps: per_step[len(self.seeds)])
+    chooser = importlib.import_module("lossscape.train")  # the module; lossscape.train is the function
+    monkeypatch.setattr(chooser, "CHOSEN_PATHS", {})
+    monkeypatch.setattr(Engine, "seconds_per_step", lambda self, steps: per_step[len(self.seeds)])
     seeds = [0, 3, 7]
     pop = train_population(cfg(epochs=2), seeds)
     for seed, member in zip(seeds, pop):
@@ -173,7 +176,7 @@ def test_early_stop_restores_batchnorm_statistics_with_the_weights():
     epochs = 8
     run = train(cfg(model="resnet_small", width=4, stop="early_stop", patience=2, epochs=epochs, lr=1.0,
                     batch_size=64, record_snapshots=tuple(range(1, epochs + 1))))
-    best = run.snapshots[run.best_epoch - 1]  # record_snapshots keeps every epoch's state
+    best = run.epoch_snapshots[run.best_epoch]  # record_snapshots keeps every epoch's state
     assert any("running_mean" in k for k in run.final_state)
     assert all(torch.equal(run.final_state[k], best[k]) for k in run.final_state)
 
@@ -246,7 +249,6 @@ def test_population_beyond_memory_is_refused_with_the_most_that_fit_D4():
         train_population(cfg(width=1024), range(100001))
     most = int(re.search(r"at most (\d+) seeds", str(info.value)).group(1))
     from lossscape.footprint import check_memory
-    from lossscape.train import EVAL_CHUNK
     check_memory(cfg(width=1024), most, load_data(cfg()), EVAL_CHUNK)  # the bound it states passes
     with pytest.raises(ConfigError):
         check_memory(cfg(width=1024), most + 1, load_data(cfg()), EVAL_CHUNK)
@@ -273,3 +275,24 @@ def test_every_model_trains_on_mnist1d(model):
 def test_float64_runs():
     run = train(cfg(dtype="float64", epochs=1))
     assert all(v.dtype == torch.float64 for v in run.final_state.values())
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_stopped_member_keeps_its_weights_when_its_update_is_not_finite(momentum):
+    """A diverged member of a stacked population stops while the others train on; its update may be
+    inf or NaN by then, and must not reach its weights (masking by a multiply, inf * 0, made them
+    NaN). Member 1's weights are blown up so that its loss and gradients are not finite."""
+    c = cfg(momentum=momentum)
+    engine = Engine(c, [0, 1], stacked=True)
+    with torch.no_grad():
+        for p in engine.strategy.params:
+            p[1].fill_(1e30)
+    stopped, trained = engine.strategy.state(1), engine.strategy.state(0)
+    n = len(engine.y)
+    order = engine.strategy.members(torch.stack([torch.randperm(n), torch.randperm(n)]))
+    for j in range(3):
+        norms = engine.step(*engine.batch(order, j, c.batch_size), [c.lr] * engine.n_stages,
+                            torch.tensor([True, False]))
+        assert math.isfinite(norms[0])
+    assert all(torch.equal(stopped[k], v) for k, v in engine.strategy.state(1).items())
+    assert not any(torch.equal(trained[k], v) for k, v in engine.strategy.state(0).items())

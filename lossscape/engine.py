@@ -1,0 +1,326 @@
+"""The training engine: `Engine(cfg, seeds, stacked=...).run()` -> one Run per seed.
+
+The epoch loop in named steps: each step takes a `batch` of every member, makes one SGD `step`,
+and takes the cycle snapshots that fall on it; each epoch ends by recording the update norms and
+the epoch distance, `evaluate`-ing every split, and handing each member its history row, where
+its `stop` rules (lossscape.engine.Member) decide whether it trains on.
+
+One engine serves a single model and a population: a strategy (lossscape.strategies) holds the
+parameters as the module's own tensors, or as tensors with a leading member dimension when a
+population of seeds trains as one stacked model. The SGD step is written out with foreach ops so
+that the per-step update norm is the update itself, not a second flatten-and-copy, and so that
+stopped members of a population keep their weights exactly while the others train on.
+
+Every member has its own initialization (torch seeded with its seed while the model is built) and
+its own data order (lossscape.data_order), so member s of a population equals a single run of
+cfg.replace(seed=s) up to float rounding of batched vs plain matmuls.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import freezeout
+from .config import ConfigError, RunConfig
+from .data import load_data
+from .data_order import epoch_permutation
+from .models import build_model, init_model, stage_of
+from .run import Run
+from .schedules import batch_size_at, lr_at, snapshot_steps
+from .strategies import SingleModel, StackedModels, cpu_state
+
+EVAL_CHUNK = 4096  # examples per forward pass when a whole split is evaluated
+# The training loss, in multiples of ln(n_classes), beyond which a run has diverged (see diverged).
+DIVERGENCE_LOSS_FACTOR = 20
+
+
+def diverged(row: dict, n_classes: int) -> bool:
+    """The divergence rule, checked on each epoch's history row; a member that meets it stops with
+    stop_reason "diverged".
+
+    A run has diverged when, at the end of an epoch:
+    - a recorded loss (train, val or test) or the epoch distance is not finite. The epoch distance
+      is the norm of the weights' change over the epoch, starting from finite weights (the
+      initialization, or the end of an epoch that passed this check), so non-finite weights make it
+      non-finite, as does a change whose square overflows the dtype; or
+    - the training loss exceeds DIVERGENCE_LOSS_FACTOR * ln(n_classes), i.e. 20 times the
+      cross-entropy of a uniform guess. Every model here starts there (initial training loss of all
+      five models on mnist1d, 3 seeds each: 1.00-1.01 ln C) and a healthy run goes down from it,
+      so the threshold cannot fire before an update has exploded. The highest epoch-end
+      training loss measured on the profiles' settings is 2.95 ln C, a catapult spike in the most
+      aggressive cell of the cpu lr_grid (mlp width 128, lr 0.8, batch 16; 3 seeds x 400 epochs,
+      without early stopping): the threshold is ~7x above it. The other aggressive settings measured
+      (40 epochs of lr 0.8 at batch 16, 64 and 1024, lr 0.4 at 16, linear scaling to lr 0.4,
+      momentum 0.9 with cyclic cosine, smoke's lr 0.2 at batch 16, FreezeOut with Nesterov momentum
+      on all four models) stayed below 1.6 ln C. Validation and test losses are left out of this
+      part: overfitting may raise them on a healthy run.
+    """
+    if not all(math.isfinite(v) for k, v in row.items() if k.endswith("_loss") or k == "epoch_distance"):
+        return True
+    return row["train_loss"] > DIVERGENCE_LOSS_FACTOR * math.log(n_classes)
+
+
+@dataclass
+class Member:
+    """One seed's share of a training: what it recorded, kept and why it stopped."""
+    seed: int
+    initial: dict[str, Tensor]
+    history: list[dict] = field(default_factory=list)
+    snapshots: list[dict[str, Tensor]] = field(default_factory=list)
+    snapshot_steps: list[int] = field(default_factory=list)
+    epoch_snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    stop_reason: str | None = None  # None while it trains
+    best_val_loss: float = math.inf  # early_stop: the lowest validation loss so far,
+    best_epoch: int | None = None    # its epoch,
+    best_state: dict[str, Tensor] | None = None  # and the weights and buffers then
+    waits: int = 0  # epochs since the validation loss last improved
+
+    @property
+    def active(self) -> bool:
+        return self.stop_reason is None
+
+    def end_epoch(self, row: dict, cfg: RunConfig, n_classes: int, state: Callable[[], dict]) -> None:
+        """Take the epoch's row, keep the states cfg asks for (`state()` copies the member's
+        current one) and apply the stop rules: divergence, then cfg.stop."""
+        self.history.append(row)
+        epoch = row["epoch"]
+        if cfg.stop == "early_stop":
+            if row["val_loss"] < self.best_val_loss:
+                self.best_val_loss, self.best_epoch, self.waits = row["val_loss"], epoch, 0
+                self.best_state = state()
+            else:
+                self.waits += 1
+        if epoch in cfg.record_snapshots:
+            self.epoch_snapshots[epoch] = state()
+        if diverged(row, n_classes):
+            self.stop_reason = "diverged"
+        elif cfg.stop == "target_loss" and row["train_loss"] <= cfg.target_loss:
+            self.stop_reason = "target_loss"
+        elif cfg.stop == "early_stop" and self.waits >= cfg.patience:
+            self.stop_reason = "early_stop"
+
+
+class Engine:
+    """Trains cfg once per seed: as one stacked model (`stacked`) or, for a single seed, plainly.
+
+    rank/world: a data-parallel process (lossscape.parallel) takes every world-th example of each
+    global batch, which is DistributedSampler's shard, and runs its forward through `wrap` (DDP).
+    progress(seed, row) is called on rank 0 with each member's history row.
+    """
+
+    def __init__(self, cfg: RunConfig, seeds: list[int], *, stacked: bool, progress=None, data_dir=None,
+                 rank: int = 0, world: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None):
+        self.cfg, self.seeds, self.progress = cfg, seeds, progress
+        self.rank, self.world = rank, world
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device: got 'cuda' but CUDA is not available; allowed here: cpu")
+        self.ds = ds = load_data(cfg, data_dir)
+        if cfg.batch_size > len(ds.y_train):
+            raise ConfigError(f"batch_size: got {cfg.batch_size}; allowed: 1..{len(ds.y_train)} "
+                              f"(the {cfg.dataset} training set)")
+        self.X, self.y = self._put(ds.X_train), self._put(ds.y_train)
+        self.splits = {"train": (self.X, self.y), "val": (self._put(ds.X_val), self._put(ds.y_val))}
+        if ds.X_test is not None:
+            self.splits["test"] = (self._put(ds.X_test), self._put(ds.y_test))
+        models = [init_model(cfg, s, ds.input_shape, ds.n_classes).to(self.device) for s in seeds]
+        self.members = [Member(s, cpu_state(m)) for s, m in zip(seeds, models)]
+        self.strategy = StackedModels(models, self._fresh_module) if stacked else SingleModel(models[0], wrap)
+        self.stages = [stage_of(k) for k in self.strategy.names]
+        self.n_stages = len(self.strategy.module.stages)
+        self.momentum_buf = None
+        self.norms: list[Tensor] = []  # per epoch: [steps, S] update norms
+
+    @property
+    def module(self) -> nn.Module:
+        """The module whose code runs the forward (on the meta device for a stacked population)."""
+        return self.strategy.module
+
+    def _put(self, t: Tensor) -> Tensor:
+        dtype = getattr(torch, self.cfg.dtype) if t.is_floating_point() else t.dtype
+        return t.to(self.device, dtype)
+
+    def _fresh_module(self) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):  # code only: its own initialization is never used
+            m = build_model(self.cfg.model, self.ds.input_shape, self.ds.n_classes, self.cfg.width)
+        return m.to(self.device, getattr(torch, self.cfg.dtype))
+
+    # -- the steps -------------------------------------------------------------------------
+    def batch(self, order: Tensor, j: int, bs: int) -> tuple[Tensor, Tensor, int]:
+        """(inputs, labels, global batch size) of step j of an epoch in `order` ([S, n] stacked,
+        [n] single); a data-parallel rank takes its shard of the global batch."""
+        idx = order[..., j * bs:(j + 1) * bs]
+        size = idx.shape[-1]
+        if self.world > 1:
+            idx = idx[self.rank::self.world]
+        return self.X[idx], self.y[idx], size
+
+    def step(self, xb: Tensor, yb: Tensor, size: int, lrs: list[float], active: Tensor | None) -> Tensor:
+        """One SGD step at the stage learning rates `lrs`; members where `active` ([S] bool, None:
+        all) is False keep their weights exactly. Returns each member's squared update norm: [S]."""
+        live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
+        if self.n_stages and self.cfg.schedule == "freezeout":
+            self.strategy.module.frozen_stages = freezeout.frozen_prefix(lrs)
+        plist = [self.strategy.params[i] for i in live]
+        for p in plist:
+            p.grad = None
+        self._loss(xb, yb, size).sum().backward()
+        with torch.no_grad():
+            upd = torch._foreach_mul(self._direction(live, plist), [lrs[self.stages[i]] for i in live])
+            if active is not None:
+                # where, not a multiply by 0: a stopped member's inf update would make its weights NaN
+                upd = [torch.where(active.view(-1, *[1] * (u.dim() - 1)), u, 0.0) for u in upd]
+            torch._foreach_sub_(plist, upd)
+            return self.strategy.sq_norms(upd)
+
+    def _loss(self, xb: Tensor, yb: Tensor, size: int) -> Tensor:
+        logits = self.strategy.forward(xb)
+        if self.world > 1:
+            # DDP averages the ranks' gradients: a rank's summed loss times world / |batch| makes
+            # that average the global batch's mean gradient, also when a short last batch splits
+            # unevenly over the ranks (or leaves one of them nothing).
+            return torch.nn.functional.cross_entropy(logits, yb, reduction="sum") * (self.world / size)
+        return self.strategy.losses(logits, yb)
+
+    def _direction(self, live: list[int], plist: list[Tensor]) -> list[Tensor]:
+        """The SGD direction of the live parameters: gradient, weight decay, (Nesterov) momentum."""
+        cfg = self.cfg
+        d = [p.grad for p in plist]
+        if cfg.weight_decay:
+            d = torch._foreach_add(d, plist, alpha=cfg.weight_decay)
+        if cfg.momentum:
+            if self.momentum_buf is None:
+                self.momentum_buf = [torch.zeros_like(p) for p in self.strategy.params]
+            bufs = [self.momentum_buf[i] for i in live]
+            torch._foreach_mul_(bufs, cfg.momentum)
+            torch._foreach_add_(bufs, d)
+            d = torch._foreach_add(d, bufs, alpha=cfg.momentum) if cfg.nesterov else bufs
+        return d
+
+    def take_snapshots(self, step: int) -> None:
+        """A cycle snapshot of every member still training, after optimizer step `step`."""
+        for m, member in enumerate(self.members):
+            if member.active:
+                member.snapshot_steps.append(step)
+                member.snapshots.append(self.strategy.state(m))
+
+    @torch.no_grad()
+    def evaluate(self, X: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Mean loss and accuracy over a whole split, per member."""
+        module = self.strategy.module
+        was_training = module.training
+        module.eval()
+        S = len(self.seeds)
+        loss = torch.zeros(S, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(S, dtype=torch.float64, device=self.device)
+        for i in range(0, len(y), EVAL_CHUNK):
+            xb, yb = X[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
+            logits, yb_s = self.strategy.eval_forward(xb, yb)
+            loss += self.strategy.losses(logits, yb_s).double() * len(xb)
+            correct += (logits.argmax(-1) == yb_s).double().sum(-1).reshape(S)
+        module.train(was_training)
+        return (loss / len(y)).cpu().numpy(), (correct / len(y)).cpu().numpy()
+
+    def record(self, epoch: int, timing: dict, dist: Tensor, schedule: dict, evals: dict) -> None:
+        """Hand every member still training its history row of `epoch`; its stop rules run there."""
+        for m, member in enumerate(self.members):
+            if not member.active:
+                continue
+            row = {"epoch": epoch + 1, **timing, "epoch_distance": float(dist[m]), **schedule}
+            for split, (l, a) in evals.items():
+                row[f"{split}_loss"], row[f"{split}_acc"] = float(l[m]), float(a[m])
+            if self.progress and self.rank == 0:
+                self.progress(member.seed, row)
+            member.end_epoch(row, self.cfg, self.ds.n_classes, lambda: self.strategy.state(m))
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> list[Run]:
+        cfg, n = self.cfg, len(self.y)
+        sizes = [batch_size_at(cfg, e, n) for e in range(cfg.epochs)]
+        total_steps = sum(math.ceil(n / b) for b in sizes)
+        snap_at = set(snapshot_steps(total_steps, cfg.snapshots)) if cfg.snapshots else set()
+        t_start = time.perf_counter()
+        self.strategy.module.train()
+        step = 0
+        for epoch, bs in enumerate(sizes):
+            order = self.strategy.members(torch.stack([epoch_permutation(s, epoch, n) for s in self.seeds]))
+            start = [p.detach().clone() for p in self.strategy.params]
+            t0 = self._clock()
+            step, lr, norms = self._train_epoch(order.to(self.device), bs, epoch, step, total_steps, snap_at)
+            timing = {"epoch_time_s": self._clock() - t0}
+            with torch.no_grad():
+                self.norms.append(torch.stack(norms).sqrt().cpu())
+                moved = torch._foreach_sub([p.detach() for p in self.strategy.params], start)
+                dist = self.strategy.sq_norms(moved).sqrt().cpu()
+            t1 = time.perf_counter()
+            evals = {k: self.evaluate(*xy) for k, xy in self.splits.items()}
+            timing["eval_time_s"] = time.perf_counter() - t1
+            self.record(epoch, timing, dist, {"lr": lr, "batch_size": bs, "steps": math.ceil(n / bs)}, evals)
+            if not any(member.active for member in self.members):
+                break
+        return self._runs(time.perf_counter() - t_start)
+
+    def _train_epoch(self, order: Tensor, bs: int, epoch: int, step: int, total_steps: int,
+                     snap_at: set) -> tuple[int, float, list[Tensor]]:
+        """The epoch's steps in `order`; returns the global step count after them, the last step's
+        LR and the steps' squared update norms."""
+        steps = math.ceil(len(self.y) / bs)
+        # stopped members keep their weights: a per-member mask, the same for the whole epoch
+        active = torch.tensor([m.active for m in self.members], device=self.device)
+        active = None if bool(active.all()) else active
+        norms = []
+        for j in range(steps):
+            lrs = self._stage_lrs(step, total_steps, epoch + j / steps)
+            norms.append(self.step(*self.batch(order, j, bs), lrs, active))
+            step += 1
+            if step in snap_at:
+                self.take_snapshots(step)
+        return step, lrs[-1] if lrs else self.cfg.lr, norms
+
+    def _runs(self, total_time: float) -> list[Run]:
+        S = len(self.members)
+        norms = torch.cat(self.norms).numpy() if self.norms else np.zeros((0, S))
+        runs = []
+        for m, member in enumerate(self.members):
+            final = member.best_state if member.best_state is not None else self.strategy.state(m)
+            member_norms = norms[:, m] if norms.ndim == 2 else norms
+            runs.append(Run(
+                config=self.cfg.replace(seed=member.seed), history=member.history,
+                update_norms=member_norms[: sum(h["steps"] for h in member.history)].astype(np.float64),
+                initial_state=member.initial, final_state=final, stop_reason=member.stop_reason or "max_epochs",
+                total_time_s=total_time, device=self.device.type, input_shape=tuple(self.ds.input_shape),
+                n_classes=self.ds.n_classes, snapshots=member.snapshots, snapshot_steps=member.snapshot_steps,
+                epoch_snapshots=member.epoch_snapshots, best_epoch=member.best_epoch))
+        return runs
+
+    def _stage_lrs(self, step: int, total_steps: int, epoch_f: float) -> list[float]:
+        if self.cfg.schedule == "freezeout":
+            return freezeout.stage_lrs(self.cfg, self.n_stages, step, total_steps)
+        return [lr_at(self.cfg, step, total_steps, epoch_f)] * self.n_stages
+
+    def seconds_per_step(self, steps: int) -> float:
+        """The fastest of `steps` timed training steps on epoch 0's first batches (the probe of
+        train_population). The steps move this engine's weights: probe engines are thrown away."""
+        n = len(self.y)
+        bs = batch_size_at(self.cfg, 0, n)
+        order = self.strategy.members(torch.stack([epoch_permutation(s, 0, n) for s in self.seeds]).to(self.device))
+        lrs = self._stage_lrs(0, 1, 0.0)
+        fastest = math.inf
+        for j in range(steps):
+            start = (j * bs) % max(1, n - bs + 1)
+            t0 = self._clock()
+            self.step(*self.batch(order[..., start:], 0, bs), lrs, None)
+            fastest = min(fastest, self._clock() - t0)
+        return fastest
+
+    def _clock(self) -> float:
+        """perf_counter after the device's queued work is done."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
