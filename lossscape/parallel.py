@@ -67,7 +67,7 @@ class DataParallelError(RuntimeError):
 def train_ddp(cfg: RunConfig, progress: Callable[[int, dict], None] | None = None) -> Run:
     if under_launcher():
         return _train_launched(cfg, progress)
-    return _train_spawned(cfg, progress)
+    return train_spawned(cfg, progress)
 
 
 def is_main_process() -> bool:
@@ -159,12 +159,13 @@ def _train_launched(cfg: RunConfig, progress) -> Run:
 _RESULT = "run"  # the folder rank 0 saves its Run into
 
 
-def _train_spawned(cfg: RunConfig, progress, rank_main=None) -> Run:
-    """rank_main: the function each rank runs (tests give a failing one); _spawned_rank by default."""
+def train_spawned(cfg: RunConfig, progress, rank_main=None) -> Run:
+    """cfg on cfg.world_size processes spawned here; each runs rank_main(rank, cfg, out, rows)
+    (spawned_rank by default; tests give a failing one)."""
     ctx = mp.get_context("spawn")
     rows = ctx.SimpleQueue() if progress else None
     with tempfile.TemporaryDirectory(prefix="lossscape-ddp-") as out:
-        procs = mp.start_processes(_rank_entry, args=(rank_main or _spawned_rank, cfg, out, rows),
+        procs = mp.start_processes(_rank_entry, args=(rank_main or spawned_rank, cfg, out, rows),
                                    nprocs=cfg.world_size, join=False, start_method="spawn")
         try:
             _join(procs, rows, progress)
@@ -223,7 +224,9 @@ def _rank_entry(rank: int, rank_main, cfg: RunConfig, out: str, rows) -> None:
     rank_main(rank, cfg, out, rows)
 
 
-def _spawned_rank(rank: int, cfg: RunConfig, out: str, rows) -> None:
+def spawned_rank(rank: int, cfg: RunConfig, out: str, rows) -> None:
+    """One spawned rank: joins the group through the file store in `out`, trains its share, and on
+    rank 0 saves the Run into `out` and sends progress rows through the queue `rows`."""
     # k ranks share this machine's cores: k processes each using them all would thrash.
     torch.set_num_threads(max(1, torch.get_num_threads() // cfg.world_size))
     _use_device(cfg, rank)

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from lossscape import ConfigError, RunConfig, train
-from lossscape.parallel import DataParallelError, _spawned_rank, _train_spawned
+from lossscape.parallel import DataParallelError, spawned_rank, train_spawned
 from lossscape.data import load_data
 from lossscape.data_order import data_seed, epoch_permutation
 from lossscape.engine import Engine
@@ -119,8 +119,8 @@ def test_teardown_stops_the_process_groups_threads(tmp_path):
     code = f"""
 import os
 from lossscape import RunConfig
-from lossscape.parallel import _spawned_rank
-_spawned_rank(0, RunConfig.from_json({SMALL.to_json()!r}), {str(tmp_path)!r}, None)
+from lossscape.parallel import spawned_rank
+spawned_rank(0, RunConfig.from_json({SMALL.to_json()!r}), {str(tmp_path)!r}, None)
 print([open(f"/proc/self/task/{{t}}/comm").read().strip() for t in os.listdir("/proc/self/task")])
 """
     if not os.path.isdir("/proc/self/task"):
@@ -134,13 +134,13 @@ print([open(f"/proc/self/task/{{t}}/comm").read().strip() for t in os.listdir("/
 def _rank_1_raises(rank, cfg, out, rows):
     if rank == 1:
         raise ValueError("rank 1 broke on purpose")
-    _spawned_rank(rank, cfg, out, rows)  # waits for rank 1 in the rendezvous until it is stopped
+    spawned_rank(rank, cfg, out, rows)  # waits for rank 1 in the rendezvous until it is stopped
 
 
 def _rank_1_aborts(rank, cfg, out, rows):
     if rank == 1:
         os.abort()
-    _spawned_rank(rank, cfg, out, rows)
+    spawned_rank(rank, cfg, out, rows)
 
 
 def _reproduced_config(message):
@@ -155,7 +155,7 @@ def _reproduced_config(message):
 def test_a_failing_rank_is_reported_once_with_its_traceback_and_the_command():
     cfg = SMALL.replace(world_size=WORLD)
     with pytest.raises(DataParallelError) as err:
-        _train_spawned(cfg, None, rank_main=_rank_1_raises)
+        train_spawned(cfg, None, rank_main=_rank_1_raises)
     message = str(err.value)
     assert message.startswith("data-parallel run failed on rank 1 of 2")
     assert message.count("Traceback") == 1 and "ValueError: rank 1 broke on purpose" in message
@@ -167,7 +167,7 @@ def test_a_failing_rank_is_reported_once_with_its_traceback_and_the_command():
 def test_a_rank_killed_by_a_signal_is_reported_with_its_python_stack():
     cfg = SMALL.replace(world_size=WORLD)
     with pytest.raises(DataParallelError) as err:
-        _train_spawned(cfg, None, rank_main=_rank_1_aborts)
+        train_spawned(cfg, None, rank_main=_rank_1_aborts)
     message = str(err.value)
     assert message.startswith("data-parallel run failed on rank 1 of 2: process 1 terminated with signal SIGABRT")
     assert "Fatal Python error: Aborted" in message and "_rank_1_aborts" in message
