@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import freezeout
@@ -185,7 +186,7 @@ class Engine:
             # DDP averages the ranks' gradients: a rank's summed loss times world / |batch| makes
             # that average the global batch's mean gradient, also when a short last batch splits
             # unevenly over the ranks (or leaves one of them nothing).
-            return torch.nn.functional.cross_entropy(logits, yb, reduction="sum") * (self.world / size)
+            return F.cross_entropy(logits, yb, reduction="sum") * (self.world / size)
         return self.strategy.losses(logits, yb)
 
     def _direction(self, live: list[int], plist: list[Tensor]) -> list[Tensor]:
