@@ -23,7 +23,7 @@ from lossscape.data import load_data
 from lossscape.strategies import SingleModel, StackedModels
 
 
-def _alternate(arms: dict, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+def alternate(arms: dict, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
     """Median wall time and median training-step time (sum of the runs' epoch_time_s) per arm."""
     for fn in arms.values():  # warm-up: data generation, allocator, kernels
         fn()
@@ -74,7 +74,7 @@ def main():
     print(f"mlp width {a.width}, bs {a.batch_size}, {a.device}; torch {torch.__version__}, {torch.get_num_threads()} threads, {a.epochs} epochs, "
           f"median of {a.repeats} alternating repeats after a warm-up")
 
-    pop, _ = _alternate({
+    pop, _ = alternate({
         "population (8 seeds, stacked)": lambda: train_population(cfg, seeds),
         "8 sequential single runs": lambda: [train(cfg.replace(seed=s)) for s in seeds],
     }, a.repeats)
@@ -91,7 +91,7 @@ def main():
         with _NoRecording():
             return train_population(cfg, seeds)
 
-    wall, steps = _alternate({"single, recording": lambda: train(cfg), "single, bare": bare_single,
+    wall, steps = alternate({"single, recording": lambda: train(cfg), "single, bare": bare_single,
                               "population, recording": lambda: train_population(cfg, seeds),
                               "population, bare": bare_population}, a.repeats)
     print(f"\n{'arm':<34}{'steps s':>10}{'whole s':>10}")

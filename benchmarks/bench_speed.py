@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_engine import _alternate
+from bench_engine import alternate
 from bench_geometry import full_batch_loop, mnist1d_train_set, trained_mlp
 from torch import nn
 
@@ -44,7 +44,7 @@ from lossscape.step_cost import stage_forward_flops, step_flops
 from lossscape.data import load_data
 from lossscape.models import init_model
 
-ENGINE = importlib.import_module("lossscape.train")  # the module (lossscape.train is the function)
+CHOOSER = importlib.import_module("lossscape.train")  # the module (lossscape.train is the function)
 SECTIONS = ["engine", "hvp", "trace", "surface", "evaluation"]
 CONFIGS = [(64, 16), (128, 64), (256, 64)]
 SEEDS = list(range(8))
@@ -85,10 +85,10 @@ def bench_engine(peak: float, epochs: int, repeats: int) -> None:
         cfg = RunConfig(dataset="mnist1d", model="mlp", width=width, batch_size=bs, lr=0.05, epochs=epochs)
         ds = load_data(cfg)
         flops = step_flops(stage_forward_flops(init_model(cfg, 0, ds.input_shape, ds.n_classes), ds.input_shape), 0)
-        ENGINE.CHOSEN_PATHS.clear()  # time the probe itself, then reuse its choice
-        probe_s = _seconds(lambda: ENGINE.choose_path(cfg, len(SEEDS)))
-        chosen = ENGINE.choose_path(cfg, len(SEEDS))
-        wall, steps = _alternate({
+        CHOOSER.CHOSEN_PATHS.clear()  # time the probe itself, then reuse its choice
+        probe_s = _seconds(lambda: CHOOSER.choose_path(cfg, len(SEEDS)))
+        chosen = CHOOSER.choose_path(cfg, len(SEEDS))
+        wall, steps = alternate({
             "chosen": lambda: train_population(cfg, SEEDS),
             "stacked": lambda: train_population(cfg, SEEDS, path="stacked"),
             "loop": lambda: [train(cfg.replace(seed=s)) for s in SEEDS],

@@ -191,7 +191,7 @@ def test_a_stopped_member_takes_no_more_snapshots():
 
 
 def breaks_the_rule(row, n_classes=10):
-    """The rule of train.diverged, restated: a non-finite loss or distance, or an exploded loss."""
+    """The rule of engine.diverged, restated: a non-finite loss or distance, or an exploded loss."""
     values = [v for k, v in row.items() if k.endswith("_loss") or k == "epoch_distance"]
     return not all(math.isfinite(v) for v in values) or row["train_loss"] > DIVERGENCE_LOSS_FACTOR * math.log(n_classes)
 

@@ -172,70 +172,83 @@ def losses_at_points(
     PROBE_POINTS). Accuracy is NaN unless y holds integer class labels and accuracy=True (its
     argmax is a few percent of an MLP's pass; surfaces skip it).
     """
-    params, bufs = parameters(model), buffers(model)
-    moving = list(buffer_directions[0]) if buffer_directions else []
-    fixed_bufs = {k: v for k, v in bufs.items() if k not in moving}
-    device = device_of(model)
-    coeffs = torch.as_tensor(np.asarray(coeffs), dtype=next(iter(params.values())).dtype)
-    coeffs = coeffs.reshape(len(coeffs), -1).to(device)
+    passes = _PointPasses(model, X, y, directions, buffer_directions, loss_fn, batch_size, accuracy)
+    coeffs = torch.as_tensor(np.asarray(coeffs), dtype=passes.dtype)
+    coeffs = coeffs.reshape(len(coeffs), -1).to(passes.device)
+    with torch.no_grad():
+        points, done = (points_per_pass, []) if points_per_pass is not None else _probe_points(passes, coeffs)
+        start = sum(len(loss) for loss, _ in done)
+        for pts in slices(len(coeffs) - start, points):
+            done.append(passes(coeffs[start + pts.start:start + pts.stop]))
+    return torch.cat([loss for loss, _ in done]).cpu().numpy(), torch.cat([acc for _, acc in done]).cpu().numpy()
 
-    def as_matrices(base: dict[str, Tensor], dirs: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
-        return {k: torch.stack([d[k].reshape(-1) for d in dirs]) for k in base}  # [K, numel]
 
-    def stacked(base: dict[str, Tensor], dirs: dict[str, Tensor], c: Tensor) -> dict[str, Tensor]:
-        # [P, K] @ [K, numel]: every point's weights in one matmul per tensor.
-        return {k: v + (c @ dirs[k]).view(len(c), *v.shape) for k, v in base.items()}
+class _PointPasses:
+    """Loss and accuracy over X at a stack of points c ([P, K] coefficients of the directions),
+    in one pass over X: the points' weights are stacked and the forward vmapped over them."""
 
-    moving_bufs = {k: bufs[k] for k in moving}
-    param_dirs, buffer_dirs = as_matrices(params, directions), as_matrices(moving_bufs, buffer_directions)
-    classify = accuracy and not y.is_floating_point()
-    n = len(X)
-    budget = MAX_POINT_EXAMPLES.get(device.type, MAX_POINT_EXAMPLES["cpu"])
+    def __init__(self, model, X, y, directions, buffer_directions, loss_fn, batch_size, accuracy):
+        self.model, self.X, self.y, self.loss_fn, self.batch_size = model, X, y, loss_fn, batch_size
+        self.params, bufs = parameters(model), buffers(model)
+        moving = list(buffer_directions[0]) if buffer_directions else []
+        self.fixed_bufs = {k: v for k, v in bufs.items() if k not in moving}
+        self.moving_bufs = {k: bufs[k] for k in moving}
+        self.param_dirs = _as_matrices(self.params, directions)
+        self.buffer_dirs = _as_matrices(self.moving_bufs, buffer_directions)
+        self.classify = accuracy and not y.is_floating_point()
+        self.device = device_of(model)
+        self.dtype = next(iter(self.params.values())).dtype
+        self.budget = MAX_POINT_EXAMPLES.get(self.device.type, MAX_POINT_EXAMPLES["cpu"])
 
-    def one_point(p, b, xb, yb):
-        logits = functional_call(model, {**p, **b, **fixed_bufs}, (xb,))
-        hits = (logits.argmax(-1) == yb).sum() if classify else logits.new_zeros(())
-        return loss_fn(logits, yb), hits
+    def one_point(self, p, b, xb, yb):
+        logits = functional_call(self.model, {**p, **b, **self.fixed_bufs}, (xb,))
+        hits = (logits.argmax(-1) == yb).sum() if self.classify else logits.new_zeros(())
+        return self.loss_fn(logits, yb), hits
 
-    def evaluate(c: Tensor) -> tuple[Tensor, Tensor]:
-        """Loss and accuracy at the points c, in one pass over X."""
-        p_stack, b_stack = stacked(params, param_dirs, c), stacked(moving_bufs, buffer_dirs, c)
-        loss = torch.zeros(len(c), dtype=torch.float64, device=device)
+    def __call__(self, c: Tensor) -> tuple[Tensor, Tensor]:
+        p_stack, b_stack = _shifted(self.params, self.param_dirs, c), _shifted(self.moving_bufs, self.buffer_dirs, c)
+        n = len(self.X)
+        loss = torch.zeros(len(c), dtype=torch.float64, device=self.device)
         correct = torch.zeros_like(loss)
-        for sl in slices(n, batch_size or max(1, budget // len(c))):
-            xb, yb = X[sl], y[sl]
+        for sl in slices(n, self.batch_size or max(1, self.budget // len(c))):
+            xb, yb = self.X[sl], self.y[sl]
             if len(c) == 1:  # one point needs no vmap: its pass is the plain forward
-                chunk = one_point({k: v[0] for k, v in p_stack.items()}, {k: v[0] for k, v in b_stack.items()}, xb, yb)
+                chunk = self.one_point({k: v[0] for k, v in p_stack.items()}, {k: v[0] for k, v in b_stack.items()},
+                                       xb, yb)
                 chunk_loss, hits = (t.reshape(1) for t in chunk)
             else:
-                chunk_loss, hits = vmap(one_point, in_dims=(0, 0, None, None))(p_stack, b_stack, xb, yb)
+                chunk_loss, hits = vmap(self.one_point, in_dims=(0, 0, None, None))(p_stack, b_stack, xb, yb)
             loss += chunk_loss.double() * ((sl.stop - sl.start) / n)
             correct += hits.double()
-        return loss, (correct / n if classify else torch.full_like(loss, float("nan")))
+        return loss, (correct / n if self.classify else torch.full_like(loss, float("nan")))
 
-    losses, accs = [], []
-    start = 0
-    with torch.no_grad():
-        points = points_per_pass
-        if points is None:  # the probe: each candidate times its own next points
-            seconds_per_point = {}
-            for candidate in PROBE_POINTS.get(device.type, PROBE_POINTS["cpu"]):
-                c = coeffs[start:start + candidate]
-                if len(c) < candidate:
-                    break
-                t0 = _synced_clock(device)
-                loss, acc = evaluate(c)
-                seconds_per_point[candidate] = (_synced_clock(device) - t0) / candidate
-                losses.append(loss), accs.append(acc)
-                start += candidate
-            points = min(seconds_per_point, key=seconds_per_point.get, default=1)
-            first = next(iter(seconds_per_point), 1)
-            if points != first and not seconds_per_point[points] < PROBE_MARGIN * seconds_per_point[first]:
-                points = first
-        for pts in slices(len(coeffs) - start, points):
-            loss, acc = evaluate(coeffs[start + pts.start:start + pts.stop])
-            losses.append(loss), accs.append(acc)
-    return torch.cat(losses).cpu().numpy(), torch.cat(accs).cpu().numpy()
+
+def _as_matrices(base: dict[str, Tensor], dirs: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+    return {k: torch.stack([d[k].reshape(-1) for d in dirs]) for k in base}  # [K, numel]
+
+
+def _shifted(base: dict[str, Tensor], dirs: dict[str, Tensor], c: Tensor) -> dict[str, Tensor]:
+    # [P, K] @ [K, numel]: every point's weights in one matmul per tensor.
+    return {k: v + (c @ dirs[k]).view(len(c), *v.shape) for k, v in base.items()}
+
+
+def _probe_points(passes: _PointPasses, coeffs: Tensor) -> tuple[int, list[tuple[Tensor, Tensor]]]:
+    """The points per pass for the rest of a call, and the results of the first points: each
+    PROBE_POINTS candidate times its own next points, and must beat the first by PROBE_MARGIN."""
+    seconds_per_point, done, start = {}, [], 0
+    for candidate in PROBE_POINTS.get(passes.device.type, PROBE_POINTS["cpu"]):
+        c = coeffs[start:start + candidate]
+        if len(c) < candidate:
+            break
+        t0 = _synced_clock(passes.device)
+        done.append(passes(c))
+        seconds_per_point[candidate] = (_synced_clock(passes.device) - t0) / candidate
+        start += candidate
+    points = min(seconds_per_point, key=seconds_per_point.get, default=1)
+    first = next(iter(seconds_per_point), 1)
+    if points != first and not seconds_per_point[points] < PROBE_MARGIN * seconds_per_point[first]:
+        points = first
+    return points, done
 
 
 def _synced_clock(device: torch.device) -> float:

@@ -55,20 +55,7 @@ def keskar_sharpness(
     with evaluating(model):
         like, bufs = parameters(model), buffers(model)
         x = flatten(like)
-        if subspace_dim is None:
-            A, center = None, x
-        else:
-            generator = torch.Generator().manual_seed(seed)
-            A = torch.randn(x.numel(), subspace_dim, generator=generator, dtype=x.dtype).to(x.device)
-            center = torch.linalg.lstsq(A, x.unsqueeze(1)).solution.squeeze(1)  # A^+ x (A has full column rank)
-        if box == "keskar":
-            scale, radius = None, epsilon * (center.double().abs().cpu().numpy() + 1.0)
-        else:
-            # L-BFGS-B is not invariant to rescaling its variables, so the adaptive search runs over
-            # u = z / |x| in the cube |u_i| <= epsilon: a layer rescaling then changes neither the box
-            # nor the search path, and the value is invariant, not only the true maximum.
-            scale, radius = center.abs(), np.full(center.numel(), float(epsilon))
-
+        A, scale, radius = _search_space(x, epsilon, subspace_dim, seed, box)
         f0 = loss_at(model, like, bufs, X, y, loss_fn, batch_size)
         best = f0
 
@@ -82,12 +69,23 @@ def keskar_sharpness(
             g = g if scale is None else scale * g
             return -f, -g.double().cpu().numpy()
 
-        minimize(
-            negative_loss,
-            np.zeros_like(radius),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=np.stack([-radius, radius], axis=1),
-            options=dict(maxiter=maxiter),
-        )
+        minimize(negative_loss, np.zeros_like(radius), jac=True, method="L-BFGS-B",
+                 bounds=np.stack([-radius, radius], axis=1), options=dict(maxiter=maxiter))
     return (best - f0) / (1.0 + f0) * 100.0
+
+
+def _search_space(x: Tensor, epsilon: float, subspace_dim: int | None, seed: int, box: str):
+    """(A, scale, radius) of the search around the flat weights x: the point searched at u is
+    x + A (scale * u) with |u_i| <= radius_i (A None: the identity; scale None: 1)."""
+    if subspace_dim is None:
+        A, center = None, x
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        A = torch.randn(x.numel(), subspace_dim, generator=generator, dtype=x.dtype).to(x.device)
+        center = torch.linalg.lstsq(A, x.unsqueeze(1)).solution.squeeze(1)  # A^+ x (A has full column rank)
+    if box == "keskar":
+        return A, None, epsilon * (center.double().abs().cpu().numpy() + 1.0)
+    # L-BFGS-B is not invariant to rescaling its variables, so the adaptive search runs over
+    # u = z / |x| in the cube |u_i| <= epsilon: a layer rescaling then changes neither the box
+    # nor the search path, and the value is invariant, not only the true maximum.
+    return A, center.abs(), np.full(center.numel(), float(epsilon))
