@@ -36,7 +36,8 @@ class SingleModel:
         self.params = list(model.parameters())
         self.forward_module = wrap(model) if wrap else model
 
-    def members(self, per_member: Tensor) -> Tensor:
+    @staticmethod
+    def members(per_member: Tensor) -> Tensor:
         """Per-member data (a data order [S, n]) as this strategy consumes it: the one member's."""
         return per_member[0]
 
@@ -76,6 +77,7 @@ class StackedModels:
 
     @staticmethod
     def members(per_member: Tensor) -> Tensor:
+        """Per-member data as this strategy consumes it: all of it, member dimension first."""
         return per_member
 
     def forward(self, x: Tensor) -> Tensor:
