@@ -126,7 +126,7 @@ def cmd_compare(a) -> int:
     for name in sorted(set(before) & set(after)):
         x, y = (torch.load(d[name], weights_only=False) for d in (before, after))
         n_runs += 1
-        where = f"{x['label']} {x['path']} {json.loads(x['config'])['batch_size']=}"
+        where = f"{x['label']} {x['path']} bs={json.loads(x['config'])['batch_size']}"
         if set(x["tensors"]) != set(y["tensors"]):
             bad.append(f"{where}: tensor names differ ({sorted(set(x['tensors']) ^ set(y['tensors']))[:3]}...)")
             continue
