@@ -1,9 +1,11 @@
 """Do two versions of the library train the same weights? Train a fixed set of runs, then compare.
 
-    # on the old commit, then on the new one (each from its own checkout):
-    OMP_NUM_THREADS=1 python benchmarks/bit_identity.py train --out /tmp/before
-    OMP_NUM_THREADS=1 python benchmarks/bit_identity.py train --out /tmp/after
+    # the library trained is the one on PYTHONPATH: an old checkout's, then this one's
+    OMP_NUM_THREADS=1 PYTHONPATH=/path/to/old/checkout python benchmarks/bit_identity.py train --out /tmp/before
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bit_identity.py train --out /tmp/after
     python benchmarks/bit_identity.py compare --before /tmp/before --after /tmp/after
+
+Train from a copy of the code that does not change while it runs: the DDP ranks re-import it.
 
 `train` covers every path of the engine: the smoke profile's runs as a claims session trains them
 (populations, single-model grids, early stopping, target loss, cyclic snapshots, schedules,
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+import lossscape
 from lossscape import RunConfig, train, train_population
 from lossscape.claim_runs import claim_cells
 from lossscape.profiles import load_profile
@@ -104,6 +107,7 @@ def cmd_train(a) -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     todo = jobs(a.cpu_epochs, a.cpu_seeds)
+    print(f"training with {lossscape.__file__}", flush=True)
     for i, (label, cfg, seeds, path) in enumerate(todo):
         if path == "single":
             runs = [train(cfg.replace(seed=s)) for s in seeds]
