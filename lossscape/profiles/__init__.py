@@ -146,9 +146,11 @@ def _resolved(path: Path, directory: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not isinstance(base, str):
         raise ConfigError(f"{path.stem}.extends: got {base!r}; allowed: {', '.join(PROFILES)} or a profile .toml file")
     base_path = profile_file(path.parent / base if base.endswith(".toml") else base, directory)
-    if base_path.resolve() in seen + (path.resolve(),):
-        raise ConfigError(f"{path.stem}.extends: {base!r} extends {path.stem} again; allowed: a chain of profiles without a loop")
-    return _merged(_resolved(base_path, directory, seen + (path.resolve(),)), raw)
+    chain = seen + (path.resolve(),)
+    if base_path.resolve() in chain:
+        loop = " -> ".join(p.stem for p in (*chain, base_path))
+        raise ConfigError(f"{path.stem}.extends: {base!r} makes a loop ({loop}); allowed: profiles that extend without a loop")
+    return _merged(_resolved(base_path, directory, chain), raw)
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -185,18 +187,22 @@ def _build(path: Path, n_seeds: int | None, device: str | None = None, directory
                                 tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True),
                                 g.get("expect_epochs"))
     return Profile(name, path, raw.get("description", ""), device, seeds, batch_sizes, settings,
-                   grids, raw.get("params", {}), _not_run(name, raw.get("not_run", {})))
+                   grids, raw.get("params", {}), _not_run(name, raw.get("not_run", {}), directory))
 
 
-def _not_run(name: str, table: dict) -> dict[str, tuple[str, str]]:
+def _not_run(name: str, table: dict, directory: Path) -> dict[str, tuple[str, str]]:
     """`"LR-5" = "cpu-long: why"` -> {"LR-5": ("cpu-long", "why")}: the profile named must be another one."""
+    others = sorted({p.stem for p in Path(directory).glob("*.toml")} - {name})
     out = {}
     for cid, text in table.items():
         run_with, _, why = str(text).partition(":")
         run_with = run_with.strip()
-        if not why.strip() or run_with == name or not (run_with in PROFILES or run_with.endswith(".toml")):
+        if Path(run_with).stem == name:  # e.g. cpu-long extending cpu without a [not_run] table of its own
+            raise ConfigError(f"{name}.not_run.{cid}: names {name} itself (a table it extends?); allowed: another "
+                              "profile, or a [not_run] table of its own, which replaces the one it extends")
+        if not why.strip() or not (run_with in others or run_with.endswith(".toml")):
             raise ConfigError(f"{name}.not_run.{cid}: got {text!r}; allowed: \"PROFILE: why\", PROFILE another "
-                              f"profile that runs it ({', '.join(PROFILES)} or a .toml file)")
+                              f"profile that runs it ({', '.join(others)} or a .toml file)")
         out[cid] = (run_with, why.strip())
     return out
 
