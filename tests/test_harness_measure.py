@@ -10,7 +10,7 @@ import torch
 from lossscape import RunConfig, geometry
 from lossscape.cache import RunStore
 from lossscape.harness.measure import measured
-from lossscape.train import load_data
+from lossscape.data import load_dataset
 
 CFG = RunConfig(dataset="mnist1d", n_samples=200, model="mlp", width=8, batch_size=32, lr=0.1, epochs=1, seed=0)
 calls = []
@@ -48,7 +48,7 @@ def store(tmp_path):
 
 @pytest.fixture(scope="module")
 def data():
-    ds = load_data(CFG)
+    ds = load_dataset(CFG.dataset, n_samples=CFG.n_samples)
     return ds.X_train, ds.y_train
 
 
@@ -60,7 +60,7 @@ def test_two_call_sites_with_the_same_function_arguments_and_data_share_one_entr
     """LR-3 passes keskar_sharpness's epsilon alone; GEO-6 and X-3 pass its defaults as well. One entry."""
     run, (X, y) = runs[0], data
     lr3 = measured(store, run, geometry.keskar_sharpness, X, y, epsilon=1e-3)
-    X2, y2 = load_data(run.config).X_train.clone(), load_data(run.config).y_train.clone()  # equal data, other tensors
+    X2, y2 = X.clone(), y.clone()  # equal data in other tensors, as another claim module loads it
     geo6 = measured(store, run, geometry.keskar_sharpness, X2, y2, epsilon=1e-3, subspace_dim=None, maxiter=10, seed=0)
     assert lr3 == geo6 and isinstance(lr3, float)
     [entry] = _entries(store)
