@@ -97,6 +97,15 @@ def test_a_data_fingerprint_sees_dtype_and_values(store, runs, data):
     assert len(calls) == 3 and len(_entries(store)) == 3
 
 
+def test_a_tensor_written_in_place_is_fingerprinted_again(store, runs, data):
+    X, y = data[0].clone(), data[1]
+    measured(store, runs[0], counted_mean, X, y)
+    measured(store, runs[0], counted_mean, X, y)  # the same tensor, unchanged: its remembered fingerprint
+    X[0, 0] += 1.0
+    measured(store, runs[0], counted_mean, X, y)
+    assert len(calls) == 2 and len(_entries(store)) == 2
+
+
 def test_of_selects_the_final_or_initial_weights_or_the_run(store, runs, data):
     run = runs[0]
     final = measured(store, run, weight_norm, *data)
