@@ -119,11 +119,11 @@ def test_of_selects_the_final_or_initial_weights_or_the_run(store, runs, data):
     assert (store.root / "measures" / store.key(run.config)).is_dir()  # beside the group's first run
 
 
+def to_other(model, X, y, to, alphas):
+    return [float(a) * to.config.seed for a in alphas]
+
+
 def test_keyword_runs_and_arrays_are_keyed_by_their_config_and_bytes(store, runs, data):
-    def to_other(model, X, y, to, alphas):
-        return [float(a) * to.config.seed for a in alphas]
-    globals()["to_other"] = to_other  # a module-level function, as measure requires
-    to_other.__qualname__ = "to_other"
     alphas = np.linspace(0, 1, 3)
     assert measured(store, runs[0], to_other, *data, to=runs[1], alphas=alphas) == [0.0, 0.5, 1.0]
     measured(store, runs[0], to_other, *data, to=runs[0], alphas=alphas)
@@ -145,5 +145,7 @@ def test_closures_lambdas_and_unknown_keywords_are_refused(store, runs, data):
         measured(store, runs[0], geometry.keskar_sharpness, *data, epsilonn=1e-3)
     with pytest.raises(ValueError, match="of: got 'best'; allowed: final, initial, run"):
         measured(store, runs[0], weight_norm, *data, of="best")
+    with pytest.raises(ValueError, match="a list of runs needs of='run'"):
+        measured(store, runs, weight_norm, *data)
     assert not (store.root / "measures").exists()
 

@@ -43,16 +43,17 @@ def measured(store, run, fn, X, y, /, *, of: str = "final", **kw):
     """fn(subject, X, y, **kw) through `store`'s measurement cache; see the module docstring."""
     if of not in _OF:
         raise ValueError(f"of: got {of!r}; allowed: {', '.join(_OF)}")
-    runs = list(run) if isinstance(run, (list, tuple)) else [run]
-    if len(runs) > 1 and of != "run":
-        raise ValueError(f"measure: {len(runs)} runs need of='run' (fn takes the list of runs)")
+    group = isinstance(run, (list, tuple))
+    runs = list(run) if group else [run]
+    if group and of != "run":
+        raise ValueError(f"measure: a list of runs needs of='run' (fn takes the list); got of={of!r}")
     name, source = function_id(fn)
     # bind as the call will: an unknown keyword fails here, and every default joins the key
     bound = inspect.signature(fn).bind(None, None, None, **kw)
     bound.apply_defaults()
     params = {"source": source, "of": of, "data": [fingerprint(X), fingerprint(y)],
               "kwargs": canonical(dict(list(bound.arguments.items())[3:]))}
-    if len(runs) > 1:
+    if group:
         params["runs"] = [json.loads(r.config.to_json()) for r in runs]
 
     def compute():

@@ -11,7 +11,8 @@ marked with its CLAIMS.md ID and uses the fixture (see `recorder.ClaimRecorder`)
 Multiple testing. CLAIMS.md asks for Holm over all claims of a run, which is only known when the
 run ends, but each test has to pass or fail when it finishes. So the test-time verdict uses Holm's
 strictest step, alpha/m, with m = the number of selected claim tests (counted after -k/-m
-deselection, on every xdist worker, since each collects the same items). A result supported at
+deselection, on every xdist worker, since each collects the same items; a claim the run's profile
+leaves to another profile, marked with NOT_RUN_KEY at collection, is not one of them). A result supported at
 alpha/m is supported under Holm whatever the other p-values are, so a passing claim test never
 overstates. At session end the controller Holm-adjusts the p-values that were actually recorded
 (m can only shrink: skipped, crashed and direct-check tests have none) and the report's verdict
