@@ -6,8 +6,6 @@ for any other reason is named in a caveat. `budget` trains a fixed number of epo
 LR: GEO-2 and GEO-3 are about the training dynamics themselves, and GEO-4 takes its trained model
 from it. Every costly number goes through `measure`, so a warm re-run only re-renders.
 """
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -218,9 +216,7 @@ def test_geo4_mean_update_norm_never_grows_when_batches_merge(claim, grids, sett
     n = 2 ** int(np.log2(min(len(y), GEO4_MAX_EXAMPLES)))
     sizes = [2**k for k in range(int(np.log2(n)) + 1)]
     norms = np.array([
-        measure(r, "mean_batch_update_norm", {"examples": n, "batch_sizes": sizes, "lr": r.config.lr},
-                lambda r=r: _nested_update_norms(r.model(), X[:n], y[:n], sizes, r.config.lr))
-        for r in runs])  # (seeds, batch sizes)
+        measure(r, _nested_update_norms, X[:n], y[:n], batch_sizes=sizes, lr=r.config.lr) for r in runs])  # (seeds, batch sizes)
     growth = norms[:, 1:] / norms[:, :-1] - 1.0
     bound_holds = bool(np.all(growth <= GEO4_RELATIVE_TOLERANCE))
     shrinks = bool(np.all(norms[:, -1] < norms[:, 0] * (1 - GEO4_RELATIVE_TOLERANCE)))
@@ -293,6 +289,11 @@ def test_geo4_bound_holds_for_any_partition_of_real_gradients(claim, grids, sett
 
 # -- GEO-5 -----------------------------------------------------------------------------------------
 
+def _interpolation(model, X, y, to, alphas):
+    """The loss along the line from `model` to run `to`'s final weights, at `alphas`."""
+    return g.linear_interpolation(model, to.model(), X, y, alphas)
+
+
 def _rise_around(curve: np.ndarray, center: float) -> float:
     """Mean of f(a) - f(center) over the alphas within GEO5_DELTA of center, center excluded."""
     near = (np.abs(GEO5_ALPHAS - center) <= GEO5_DELTA + 1e-9) & (GEO5_ALPHAS != center)
@@ -323,11 +324,8 @@ def test_geo5_loss_rises_more_steeply_around_the_large_batch_minimizer(claim, gr
     curves = {}
     for split in ("train", "val"):
         X, y = _data(grid, split)
-        curves[split] = np.array([
-            measure(a, "interpolation_curve", {"to": json.loads(b.config.to_json()), "split": split,
-                                                "alphas": GEO5_ALPHAS.tolist()},
-                    lambda a=a, b=b: g.linear_interpolation(a.model(), b.model(), X, y, GEO5_ALPHAS).tolist())
-            for a, b in zip(by_batch[small], by_batch[large])])  # (seeds, alphas)
+        curves[split] = np.array([measure(a, _interpolation, X, y, to=b, alphas=GEO5_ALPHAS)
+                                  for a, b in zip(by_batch[small], by_batch[large])])  # (seeds, alphas)
     rises = {(split, c): np.array([_rise_around(curve, c) for curve in curves[split]])
              for split in curves for c in (0.0, 1.0)}
     figures.interpolation_curves(claim.figure_path("interpolation.png"), GEO5_ALPHAS, curves["train"], curves["val"],
@@ -367,10 +365,8 @@ def test_geo6_keskar_sharpness_rises_with_batch_size(claim, grids, setting, meas
     grid = grids(setting, "minimizer")
     X, y = _data(grid)
     subspace_dim = GEO6_SUBSPACE_DIM if space == "subspace100" else None
-    params = {"epsilon": epsilon, "subspace_dim": subspace_dim, "maxiter": 10, "seed": 0, "examples": len(y)}
-    values = per_batch(grid, lambda r: measure(
-        r, "keskar_sharpness", params,
-        lambda: g.keskar_sharpness(r.model(), X, y, epsilon=epsilon, subspace_dim=subspace_dim, maxiter=10, seed=0)))
+    values = per_batch(grid, lambda r: measure(r, g.keskar_sharpness, X, y, epsilon=epsilon,
+                                               subspace_dim=subspace_dim, maxiter=10, seed=0))
     figures.metric_vs_batch(claim.figure_path("sharpness.png"), values, ci=_cis(values),
                             ylabel=f"Keskar sharpness (eps {epsilon:g}, {space})", logy=True)
     claim.check(seed_trend(values, "increasing"), label=f"sharpness (eps {epsilon:g}, {space})",
@@ -384,12 +380,12 @@ def test_geo6_keskar_sharpness_rises_with_batch_size(claim, grids, setting, meas
 def _surface(measure, run, X, y, xs):
     """The training loss on the xs x xs grid around the run's minimizer, along the two
     filter-normalized directions every model draws with the same seeds."""
-    def compute():
-        model = run.model()
-        dx, dy = (g.filter_normalized_direction(model, seed=s) for s in GEO7_DIRECTION_SEEDS)
-        return g.loss_surface_2d(model, X, y, dx, dy, xs, xs).tolist()
-    params = {"xs": list(xs), "direction_seeds": list(GEO7_DIRECTION_SEEDS), "ignore": "biasbn", "examples": len(y)}
-    return np.array(measure(run, "loss_surface_2d", params, compute))
+    return np.array(measure(run, _surface_around, X, y, xs=list(xs), direction_seeds=list(GEO7_DIRECTION_SEEDS)))
+
+
+def _surface_around(model, X, y, xs, direction_seeds):
+    dx, dy = (g.filter_normalized_direction(model, seed=s) for s in direction_seeds)
+    return g.loss_surface_2d(model, X, y, dx, dy, xs, xs)
 
 
 @pytest.mark.claim("GEO-7", design=("trend", "minimizer"))
@@ -457,9 +453,7 @@ def test_geo8_top_hessian_eigenvalue_rises_with_batch_size(claim, grids, setting
     grid = grids(setting, "minimizer")
     X, y = _data(grid)
     n = min(profile.params["hessian_examples"], len(y))
-    values = per_batch(grid, lambda r: measure(
-        r, "hessian_top_eigenvalue", {"examples": n, "k": 1, "tol": 1e-4, "seed": 0},
-        lambda: g.hessian_top_eigenvalues(r.model(), X[:n], y[:n], k=1, tol=1e-4, seed=0)[0]))
+    values = per_batch(grid, lambda r: measure(r, g.hessian_top_eigenvalues, X[:n], y[:n], k=1, tol=1e-4, seed=0)[0])
     figures.metric_vs_batch(claim.figure_path("top_eigenvalue.png"), values, ci=_cis(values),
                             ylabel="top Hessian eigenvalue", logy=True)
     claim.check(seed_trend(values, "increasing"), label="top Hessian eigenvalue",

@@ -16,6 +16,7 @@ import torch
 
 from lossscape import geometry, stats
 from lossscape.claim_runs import batch_growth
+from lossscape.harness.selection import profile_of
 from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.throughput import throughput_knee, training_throughput
@@ -33,7 +34,7 @@ KESKAR_EPSILON = 1e-3
 def pytest_generate_tests(metafunc):
     for arg, grid in _LARGE_BATCH_GRIDS.items():
         if arg in metafunc.fixturenames:
-            sizes = metafunc.config.lossscape_profile.grid(grid).batch_sizes[1:]
+            sizes = profile_of(metafunc.config).grid(grid).batch_sizes[1:]
             metafunc.parametrize(arg, sizes, ids=[f"bs{b}" for b in sizes])
 
 
@@ -187,8 +188,7 @@ def test_lr3_scaling_flattens_large_batch_minimizers_but_not_to_small_batch(clai
     data = load_data(scaled.at(small)[0].config)
 
     def sharpness(run):
-        return measure(run, "keskar_sharpness", {"epsilon": KESKAR_EPSILON, "subspace_dim": None, "data": "train"},
-                       lambda: geometry.keskar_sharpness(run.model(), data.X_train, data.y_train, epsilon=KESKAR_EPSILON))
+        return measure(run, geometry.keskar_sharpness, data.X_train, data.y_train, epsilon=KESKAR_EPSILON)
 
     large = unscaled.batch_sizes
     sharp_s, sharp_u = per_batch(scaled, sharpness), per_batch(unscaled, sharpness)
@@ -347,12 +347,8 @@ def test_lr7_gradient_standard_error_falls_as_inverse_sqrt_batch(claim, grids, s
     n_batches = profile.params["noise_batches"]
 
     def standard_error(run):
-        def compute():
-            out = geometry.gradient_standard_error(run.model(), data.X_train, data.y_train, sizes,
-                                                   n_batches=n_batches, seed=run.config.seed, replace=False)
-            return {"std_error": out["std_error"].tolist(), "slope": out["slope"]}
-        return measure(run, "gradient_standard_error", {"batch_sizes": sizes, "n_batches": n_batches,
-                                                        "seed": run.config.seed, "replace": False}, compute)
+        return measure(run, geometry.gradient_standard_error, data.X_train, data.y_train, batch_sizes=sizes,
+                       n_batches=n_batches, seed=run.config.seed, replace=False)
 
     per_seed = [standard_error(r) for r in runs]
     slopes = np.array([m["slope"] for m in per_seed])

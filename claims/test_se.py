@@ -34,17 +34,16 @@ def _test_split(run):
 def _ensemble_accuracies(measure, run) -> list[float]:
     """Test accuracy of the ensemble of the run's last m snapshots, m = 1..M: m = 1 is the final
     snapshot alone (for a one-cycle run, its final model), m = M the snapshot ensemble."""
-    def compute():
-        X, y = _test_split(run)
-        return [snapshot_ensemble_accuracy(run, X, y, m) for m in range(1, len(run.snapshots) + 1)]
-    return measure(run, "snapshot_ensemble_test_accuracy", {"m": "1..M"}, compute)
+    return measure(run, _last_snapshots_accuracies, *_test_split(run), of="run")
+
+
+def _last_snapshots_accuracies(run, X, y) -> list[float]:
+    return [snapshot_ensemble_accuracy(run, X, y, m) for m in range(1, len(run.snapshots) + 1)]
 
 
 def _independent_ensemble_accuracy(measure, group) -> float:
     """Test accuracy of the mean softmax of the group's final models (kept with the group's first run)."""
-    def compute():
-        return independent_ensemble_accuracy(group, *_test_split(group[0]))
-    return measure(group[0], "independent_ensemble_test_accuracy", {"seeds": [r.config.seed for r in group]}, compute)
+    return measure(group, independent_ensemble_accuracy, *_test_split(group[0]), of="run")
 
 
 def huang_lr(t: np.ndarray, T: int, M: int, lr0: float) -> np.ndarray:

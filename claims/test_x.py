@@ -229,11 +229,8 @@ def test_x1_gradient_noise_scale_predicts_the_critical_batch_size(claim, grids, 
         return
 
     def noise_scale(run, weights):
-        params = {"b_small": b_small, "b_big": b_big, "n_batches": n_batches, "seed": 0, "weights": weights,
-                  "examples": len(ds.y_train)}
-        state = run.final_state if weights == "final" else run.initial_state
-        return measure(run, "gradient_noise_scale", params, lambda: g.gradient_noise_scale(
-            run.model(state), ds.X_train, ds.y_train, b_small, b_big, seed=0, n_batches=n_batches))
+        return measure(run, g.gradient_noise_scale, ds.X_train, ds.y_train, of=weights, b_small=b_small,
+                       b_big=b_big, seed=0, n_batches=n_batches)
 
     at_target = []
     for run in grid.at(b_small, tuned_lr[b_small]):
@@ -280,13 +277,11 @@ def test_x3_sharpness_rises_with_batch_size_under_adaptive_sharpness(claim, grid
     ds = load_data(next(iter(grid.configs.values())))
     X, y = ds.X_train, ds.y_train
 
-    def sharpness(name, fn, epsilon):
-        params = {"epsilon": epsilon, "subspace_dim": None, "maxiter": 10, "seed": 0, "examples": len(y)}
-        return per_batch(grid, lambda r: measure(r, name, params, lambda: fn(r.model(), X, y, epsilon=epsilon,
-                                                                                 maxiter=10, seed=0)))
+    def sharpness(fn, epsilon):
+        return per_batch(grid, lambda r: measure(r, fn, X, y, epsilon=epsilon, maxiter=10, seed=0))
 
-    adaptive = sharpness("adaptive_sharpness", g.adaptive_sharpness, X3_EPSILON)
-    keskar = sharpness("keskar_sharpness", g.keskar_sharpness, X3_KESKAR_EPSILON)
+    adaptive = sharpness(g.adaptive_sharpness, X3_EPSILON)
+    keskar = sharpness(g.keskar_sharpness, X3_KESKAR_EPSILON)
     figures.metric_vs_batch(claim.figure_path("adaptive_sharpness.png"), adaptive, logy=True,
                             ci={bs: stats.mean_ci(v) for bs, v in adaptive.items()},
                             ylabel=f"adaptive sharpness (eps {X3_EPSILON:g})")

@@ -336,15 +336,11 @@ def test_run_whose_write_fails_is_returned_with_a_warning_D9(tmp_path, counted, 
 
 
 def test_unwritable_cache_fails_a_grid_in_one_line_under_pytest_D9(pytester, tmp_path, monkeypatch):
-    # The project's conftest, as a plugin under another name: "conftest" is this session's own.
-    root_conftest = os.path.join(os.path.dirname(__file__), os.pardir, "conftest.py")
-    pytester.makepyfile(claims_harness=open(root_conftest).read())
-    pytester.syspathinsert()
     pytester.makepyfile(test_grid="def test_grid(grids, setting):\n    grids(setting, 'budget')\n")
     (tmp_path / "cache").write_text("a file")
     _forbid_training(monkeypatch)
-    result = pytester.runpytest("-p", "claims_harness", "--profile", "smoke", "--cache-dir", str(tmp_path / "cache"),
-                                "-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "lossscape.harness.plugin", "--profile", "smoke",
+                                "--cache-dir", str(tmp_path / "cache"), "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*cache folder * cannot take new runs (* is a file); allowed: *"])
     assert "Traceback" not in result.stdout.str() and "trained, where" not in result.stdout.str()

@@ -144,4 +144,4 @@ def test_cli_plan_reads_the_cache_and_prints_the_total(tmp_path, capsys):
 def test_cli_plan_bad_profile_one_line_exit_2(capsys):
     assert main(["plan", "--profile", "huge"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "profile: got 'huge'" in err and "smoke, cpu, gpu" in err
+    assert err.count("\n") == 1 and "profile: got 'huge'" in err and "smoke, cpu, cpu-long, gpu" in err

@@ -1,4 +1,4 @@
-"""The claims suite's own pytest options (root conftest.py): bad values are usage errors."""
+"""The claims suite's own pytest options (lossscape.harness.options): bad values are usage errors."""
 import subprocess
 import sys
 from pathlib import Path

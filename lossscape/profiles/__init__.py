@@ -11,6 +11,12 @@ The cache serves a run by its config alone, so such a grid must share no config 
 a population grid of any profile (the packaged ones and the one loaded): otherwise it is served the population's runs, whose
 epoch times are the whole population's wall clock (BS-3 once read a CI of [0.0827, 0.0827] so).
 `load_profile` refuses a file where they meet.
+
+A profile file may start from another (`extends = "cpu"`, a packaged name or a .toml path beside
+it) and override keys: tables merge key by key, anything else (a number, a list, `[[settings]]`)
+replaces the base's whole, and so does a `[not_run]` table (an empty one runs every claim). A
+profile's `[not_run]` names the claims it leaves to another profile ("LR-5" = "cpu-long: why");
+the harness skips them at collection and the report lists them as not run, with that reason.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from ..config import ConfigError, RunConfig
 
 # Package data, so `pytest claims` finds them after a non-editable install too.
 PROFILE_DIR = Path(__file__).resolve().parent
-PROFILES = ("smoke", "cpu", "gpu")
+PROFILES = ("smoke", "cpu", "cpu-long", "gpu")  # in order of cost; one file each in PROFILE_DIR
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 _GRID_KEYS = {"batch_sizes", "lrs", "seeds", "population", "expect_epochs", "why"}
 _SETTING_KEYS = {"id", "why", "requires"}
@@ -78,6 +84,8 @@ class Profile:
     settings: tuple[Setting, ...]
     grids: dict[str, GridSpec] = field(default_factory=dict)
     params: dict = field(default_factory=dict)  # claim-specific knobs (epoch k of BS-1, radii, ...)
+    # claim ID -> (the profile that runs it, why this one does not): skipped here, listed as not run
+    not_run: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def cells(self):
         """(setting, grid, config) for every configuration the profile's grids train, in file order;
@@ -108,15 +116,16 @@ def profile_file(name: str | Path, directory: Path = PROFILE_DIR) -> Path:
 
 def load_profile(name: str | Path, n_seeds: int | None = None, *, directory: Path = PROFILE_DIR,
                  device: str | None = None) -> Profile:
-    """A packaged profile by name (smoke, cpu, gpu: `directory`/<name>.toml) or a profile file by
-    path (its name is the file's stem). `device` replaces the profile's own (e.g. the smoke profile
+    """A packaged profile by name (smoke, cpu, cpu-long, gpu: `directory`/<name>.toml) or a profile
+    file by path (its name is the file's stem), with the profile it extends merged in. `device` replaces the profile's own (e.g. the smoke profile
     on cuda, a GPU machine's check)."""
     if device not in (None, "cpu", "cuda"):
         raise ConfigError(f"device: got {device!r}; allowed: cpu, cuda")
     path = profile_file(name, directory)
-    profile = _build(path, n_seeds, device)
+    profile = _build(path, n_seeds, device, directory)
     # one cache serves every profile: the packaged ones are checked with the loaded one
-    others = [_build(p, None) for p in sorted(Path(directory).glob("*.toml")) if p.resolve() != path.resolve()]
+    others = [_build(p, None, directory=directory) for p in sorted(Path(directory).glob("*.toml"))
+              if p.resolve() != path.resolve()]
     _check_single_model_grids([profile, *others])
     return profile
 
@@ -128,12 +137,38 @@ def _read(path: Path) -> dict:
         raise ConfigError(f"profile: {path} is not valid TOML ({exc}); allowed: a profile file as in {PROFILE_DIR}") from None
 
 
-def _build(path: Path, n_seeds: int | None, device: str | None = None) -> Profile:
-    name, raw = path.stem, _read(path)
+def _resolved(path: Path, directory: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The file's keys over those of the profile it extends (recursively)."""
+    raw = _read(path)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path.stem}.extends: got {base!r}; allowed: {', '.join(PROFILES)} or a profile .toml file")
+    base_path = profile_file(path.parent / base if base.endswith(".toml") else base, directory)
+    chain = seen + (path.resolve(),)
+    if base_path.resolve() in chain:
+        loop = " -> ".join(p.stem for p in (*chain, base_path))
+        raise ConfigError(f"{path.stem}.extends: {base!r} makes a loop ({loop}); allowed: profiles that extend without a loop")
+    return _merged(_resolved(base_path, directory, chain), raw)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """`over` on `base`: tables merge key by key; other values, and a `not_run` table, replace."""
+    out = dict(base)
+    for key, value in over.items():
+        if key != "not_run" and isinstance(value, dict) and isinstance(base.get(key), dict):
+            value = _merged(base[key], value)
+        out[key] = value
+    return out
+
+
+def _build(path: Path, n_seeds: int | None, device: str | None = None, directory: Path = PROFILE_DIR) -> Profile:
+    name, raw = path.stem, _resolved(path, Path(directory))
     missing = [k for k in ("seeds", "batch_sizes", "settings") if k not in raw]
     if missing:
         raise ConfigError(f"{name}: missing key {missing[0]!r}; allowed: a profile with seeds, batch_sizes, settings "
-                          "and optional description, device, grids, params")
+                          "and optional extends, description, device, grids, params, not_run")
     seeds = tuple(range(n_seeds if n_seeds is not None else raw["seeds"]))
     if not seeds:
         raise ConfigError(f"seeds: got {n_seeds}; allowed: a positive number")
@@ -152,7 +187,24 @@ def _build(path: Path, n_seeds: int | None, device: str | None = None) -> Profil
                                 tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True),
                                 g.get("expect_epochs"))
     return Profile(name, path, raw.get("description", ""), device, seeds, batch_sizes, settings,
-                   grids, raw.get("params", {}))
+                   grids, raw.get("params", {}), _not_run(name, raw.get("not_run", {}), directory))
+
+
+def _not_run(name: str, table: dict, directory: Path) -> dict[str, tuple[str, str]]:
+    """`"LR-5" = "cpu-long: why"` -> {"LR-5": ("cpu-long", "why")}: the profile named must be another one."""
+    others = sorted({p.stem for p in Path(directory).glob("*.toml")} - {name})
+    out = {}
+    for cid, text in table.items():
+        run_with, _, why = str(text).partition(":")
+        run_with = run_with.strip()
+        if Path(run_with).stem == name:  # e.g. cpu-long extending cpu without a [not_run] table of its own
+            raise ConfigError(f"{name}.not_run.{cid}: names {name} itself (a table it extends?); allowed: another "
+                              "profile, or a [not_run] table of its own, which replaces the one it extends")
+        if not why.strip() or not (run_with in others or run_with.endswith(".toml")):
+            raise ConfigError(f"{name}.not_run.{cid}: got {text!r}; allowed: \"PROFILE: why\", PROFILE another "
+                              f"profile that runs it ({', '.join(others)} or a .toml file)")
+        out[cid] = (run_with, why.strip())
+    return out
 
 
 def _check_single_model_grids(profiles: list[Profile]) -> None:

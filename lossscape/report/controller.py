@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from lossscape.report.catalog import load_catalog
-from lossscape.report.recorder import ID_KEY, RESULT_KEY
+from lossscape.report.recorder import ID_KEY, NOT_RUN_KEY, PROFILE, RESULT_KEY
 from lossscape.report.render import report_files, write_reports
-from lossscape.report.result import ERROR, INTERRUPTED, SKIPPED, ClaimResult, build_doc, fmt
+from lossscape.report.result import ERROR, INTERRUPTED, NOT_RUN, SKIPPED, ClaimResult, build_doc, fmt
 from lossscape.report.schema import ReportError
 
 _COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "verified": "green", "failed": "red"}
@@ -50,6 +50,8 @@ class ReportWriter:
         row["duration"] += report.duration
         if RESULT_KEY in props:
             row["result"] = props[RESULT_KEY]
+        if NOT_RUN_KEY in props:
+            row["not_run"] = props[NOT_RUN_KEY]
         if report.when == "call" or not report.passed:
             row.setdefault("outcome", report.outcome)  # the first phase that decided the test
             if report.failed or report.skipped:
@@ -126,6 +128,9 @@ def _row_result(nodeid: str, row: dict) -> ClaimResult:
     if "result" in row:
         return replace(ClaimResult.from_dict(json.loads(row["result"])), outcome=outcome, wall_time_s=row["duration"])
     params = nodeid[nodeid.index("[") + 1:-1] if nodeid.endswith("]") else ""
+    if "not_run" in row:  # the profile leaves this claim to another (its [not_run] table), which the reason names
+        return ClaimResult(id=row["id"], verdict=NOT_RUN, params=params, measured_text=row["not_run"],
+                           test_nodeid=nodeid, outcome=outcome, wall_time_s=row["duration"])
     verdict = {"skipped": SKIPPED, INTERRUPTED: INTERRUPTED}.get(outcome, ERROR)
     reason = row.get("reason") or ("interrupted before the test finished" if outcome == INTERRUPTED else "")
     return ClaimResult(id=row["id"], verdict=verdict, params=params, measured_text=reason, test_nodeid=nodeid,
@@ -149,8 +154,8 @@ def environment(config: pytest.Config, results: list[ClaimResult]) -> dict:
     except metadata.PackageNotFoundError:
         torch_version = None
     status = _git(config.rootpath, "status", "--porcelain", "--untracked-files=no")
-    # the conftest's resolved profile (it has a default the --profile option does not show)
-    profile = getattr(config, "lossscape_profile", None)
+    # the harness's resolved profile (it has a default the --profile option does not show)
+    profile = config.stash.get(PROFILE, None)
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "profile": getattr(profile, "name", None) or config.getoption("--profile", None),

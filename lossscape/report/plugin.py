@@ -11,7 +11,8 @@ marked with its CLAIMS.md ID and uses the fixture (see `recorder.ClaimRecorder`)
 Multiple testing. CLAIMS.md asks for Holm over all claims of a run, which is only known when the
 run ends, but each test has to pass or fail when it finishes. So the test-time verdict uses Holm's
 strictest step, alpha/m, with m = the number of selected claim tests (counted after -k/-m
-deselection, on every xdist worker, since each collects the same items). A result supported at
+deselection, on every xdist worker, since each collects the same items; a claim the run's profile
+leaves to another profile, marked with NOT_RUN_KEY at collection, is not one of them). A result supported at
 alpha/m is supported under Holm whatever the other p-values are, so a passing claim test never
 overstates. At session end the controller Holm-adjusts the p-values that were actually recorded
 (m can only shrink: skipped, crashed and direct-check tests have none) and the report's verdict
@@ -40,7 +41,7 @@ import pytest
 from lossscape.report import machine
 from lossscape.report.catalog import load_catalog
 from lossscape.report.controller import ReportWriter
-from lossscape.report.recorder import ID_KEY, ClaimRecorder
+from lossscape.report.recorder import ID_KEY, NOT_RUN_KEY, ClaimRecorder
 
 
 @dataclass
@@ -108,8 +109,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                                 "the IDs are in lossscape/report/claims.toml")
     for item, cid in claimed:
         item.user_properties.append((ID_KEY, cid))  # so even a skipped or crashed claim test reports its ID
-    # `verified` checks (identities, our own schedules) are outside Holm: they test no hypothesis
-    session.config.stash[_STATE].m = max(1, sum(not _is_check(item) for item, _ in claimed))
+    # `verified` checks (identities, our own schedules) are outside Holm: they test no hypothesis; nor
+    # do claims the run's profile leaves to another (lossscape.harness marks them at collection)
+    tested = [item for item, _ in claimed if not _is_check(item) and NOT_RUN_KEY not in dict(item.user_properties)]
+    session.config.stash[_STATE].m = max(1, len(tested))
 
 
 def holm_m(config: pytest.Config) -> int:

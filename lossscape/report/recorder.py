@@ -15,6 +15,11 @@ from lossscape.stats import TestResult, Verdict
 
 RESULT_KEY = "lossscape_claim"        # user_properties key: the ClaimResult as JSON
 ID_KEY = "lossscape_claim_id"         # user_properties key: the marker's claim ID, set at collection
+NOT_RUN_KEY = "lossscape_not_run"     # user_properties key: why the run's profile leaves the claim to another
+# The run's profile (a lossscape.profiles.Profile), stored by the plugin that chose it (the claims
+# harness, lossscape.harness.selection); the report states its name and seeds. Absent where the
+# report plugin runs alone.
+PROFILE = pytest.StashKey[object]()
 
 
 class ClaimRecorder:
