@@ -2,7 +2,8 @@
 
 The key hashes the canonical config (seed and world size included), a fingerprint of the dataset
 (lossscape.data.fingerprint), the torch version, the device type, the source of the modules that
-decide what training computes, and CACHE_FORMAT. Report and geometry code are left out of that hash
+decide what training computes, the source file of a user's model factory (a "package.module:factory"
+model; code that file imports is not hashed), and CACHE_FORMAT. Report and geometry code are left out of that hash
 on purpose: editing a figure must not retrain every run.
 
 The store never serves a wrong run and never loses one:
@@ -42,7 +43,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
-from .config import RunConfig
+from .config import RunConfig, is_spec, spec_source_digest
 from .data import fingerprint
 from .run import RUN_FILES, Run
 from .train import train, train_population
@@ -105,9 +106,12 @@ class RunStore:
         if cfg.dataset not in self._fingerprints:
             self._fingerprints[cfg.dataset] = fingerprint(cfg.dataset)
         device = "cuda" if cfg.device == "cuda" else "cpu"
-        blob = json.dumps({"config": json.loads(cfg.to_json()), "torch": torch.__version__.split("+")[0],
-                           "device": device, "source": source_hash(), "format": CACHE_FORMAT,
-                           "data": self._fingerprints[cfg.dataset]}, sort_keys=True)
+        parts = {"config": json.loads(cfg.to_json()), "torch": torch.__version__.split("+")[0],
+                 "device": device, "source": source_hash(), "format": CACHE_FORMAT,
+                 "data": self._fingerprints[cfg.dataset]}
+        if is_spec(cfg.model):  # a user's factory: its module's source (built-in models' keys stay as they were)
+            parts["model_source"] = spec_source_digest(cfg.model)
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def path(self, cfg: RunConfig) -> Path:

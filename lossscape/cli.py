@@ -1,6 +1,7 @@
-"""The `lossscape` command.
+"""The `lossscape` command (also `python -m lossscape`).
 
     lossscape run --dataset mnist1d --model mlp --batch-size 64 --lr 0.05 --epochs 10 --seed 0
+    lossscape run --model mymodels:tiny ...   # a user's factory (input_shape, n_classes, width) -> nn.Module
     lossscape run ... --seeds 0-4          # a population of seeds, trained as one stacked model
     lossscape run ... --json               # the Run's metrics as JSON on stdout (NaN, Infinity: null)
     lossscape report                       # re-render reports/claims.{md,html} from claims.json
@@ -9,13 +10,17 @@
     lossscape pilot --profile gpu          # X-1/X-2's targets by the pilot rule, written into the profile
     lossscape report --compare A.json B.json --out DIR   # verdict changes and effect shifts, A to B
 
-Bad arguments, unusable data and a width or population that cannot fit in memory print one line
-and exit with status 2. Output piped into a reader that stops early (`| head`) ends quietly: the
+`lossscape run` takes one option per RunConfig field (--batch-size for batch_size, --no-nesterov
+for a False bool), with the field's default and, where the config names its values, their choices.
+A "package.module:attribute" model or dataset is looked up in the current folder too, as
+`python -m` does. Bad arguments, unusable data and a width or population that cannot fit in memory
+print one line and exit with status 2. Output piped into a reader that stops early (`| head`) ends quietly: the
 run still trains to the end and is cached.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -23,9 +28,21 @@ import sys
 import warnings
 
 import numpy as np
+from safetensors import SafetensorError
 
-from .config import DTYPES, MAX_SEED, MODELS, SCHEDULES, STOP_RULES, ConfigError, RunConfig
-from .data import DATASETS
+from . import __version__
+from .cache import CacheError, RunStore
+from .config import CHOICES, MAX_SEED, ConfigError, RunConfig
+from .data import DataError, DatasetNotFoundError
+from .parallel import is_main_process, under_launcher
+from .pilot import pilot
+from .plan import make_plan, render
+from .profiles import PROFILES, load_profile
+from .report.compare import write_comparison
+from .report.render import rerender
+from .report.schema import ReportError
+from .sweep import sweep
+from .train import train_population
 
 # A population trains in one process; train_population's memory estimate bounds it further.
 MAX_SEEDS = 1_000_000
@@ -63,40 +80,10 @@ def _epoch_list(text: str) -> tuple[int, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lossscape", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"lossscape {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="train one configuration (or a population of seeds) and print its metrics")
-    d = RunConfig()
-    r.add_argument("--dataset", choices=DATASETS, default=d.dataset)
-    r.add_argument("--n-samples", type=int, default=None, help="dataset size (mnist1d generates this many)")
-    r.add_argument("--model", choices=MODELS, default=d.model)
-    r.add_argument("--width", type=int, default=None)
-    r.add_argument("--batch-size", type=int, default=d.batch_size)
-    r.add_argument("--lr", type=float, default=d.lr)
-    r.add_argument("--momentum", type=float, default=d.momentum)
-    r.add_argument("--nesterov", action="store_true")
-    r.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    r.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
-    r.add_argument("--base-batch-size", type=int, default=None, help="linear_scaling: the batch the LR is given for")
-    r.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    r.add_argument("--decay-epochs", type=_epoch_list, default=d.decay_epochs,
-                   help="step: comma-separated epochs, e.g. 10,20")
-    r.add_argument("--decay-factor", type=float, default=d.decay_factor)
-    r.add_argument("--decay-target", choices=("lr", "batch"), default=d.decay_target,
-                   help="step: decay the LR, or grow the batch by 1/decay-factor instead")
-    r.add_argument("--snapshots", type=int, default=d.snapshots, help="cyclic_cosine: number of cycles M")
-    r.add_argument("--freeze-t0", type=float, default=d.freeze_t0, help="freezeout: when the first layer freezes")
-    r.add_argument("--freeze-spacing", choices=("linear", "cubic"), default=d.freeze_spacing)
-    r.add_argument("--no-freeze-scale-lr", dest="freeze_scale_lr", action="store_false")
-    r.add_argument("--stop", choices=STOP_RULES, default=d.stop)
-    r.add_argument("--epochs", type=int, default=d.epochs)
-    r.add_argument("--target-loss", type=float, default=None)
-    r.add_argument("--patience", type=int, default=None)
-    g = r.add_mutually_exclusive_group()
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--seeds", type=_seeds, default=None, help="a population, e.g. 0-4")
-    r.add_argument("--world-size", type=int, default=1, help="data-parallel processes (see lossscape.parallel)")
-    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    r.add_argument("--dtype", choices=DTYPES, default=d.dtype)
+    _config_options(r)
     r.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
     r.add_argument("--cache-dir", default=None, help="run cache (default: LOSSSCAPE_CACHE or ./cache)")
     r.add_argument("--no-cache", action="store_true", help="train even if the run is cached, and do not store it")
@@ -110,10 +97,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_OPTION_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _config_options(r) -> None:
+    """One option per RunConfig field: its type, default, help and choices are the field's own, so
+    a field added to the config is an option here without another line. --seed shares a group with
+    --seeds, the population."""
+    seeds = r.add_mutually_exclusive_group()
+    for f in dataclasses.fields(RunConfig):
+        kind = f.type.split(" | ")[0]
+        help_text = f"{f.metadata.get('help', '')} (default: %(default)s)".strip()
+        kw = {"default": f.default, "help": help_text}
+        if kind == "bool":
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = _epoch_list if kind.startswith("tuple") else _OPTION_TYPES[kind]
+            kw["choices"] = CHOICES.get(f.name)
+        (seeds if f.name == "seed" else r).add_argument("--" + f.name.replace("_", "-"), **kw)
+    seeds.add_argument("--seeds", type=_seeds, default=None, help="a population, e.g. 0-4")
+
+
 def _profile_parsers(sub) -> None:
     """The subcommands that act on a whole profile's grids (lossscape.plan)."""
-    from .profiles import PROFILES
-
     profile_help = f"{', '.join(PROFILES)}, or a profile .toml file"
 
     pl = sub.add_parser("plan", help="what a profile's grids will cost: runs cached, to train, expected time")
@@ -136,14 +142,7 @@ def _profile_parsers(sub) -> None:
 
 
 def _config(a) -> RunConfig:
-    return RunConfig(
-        dataset=a.dataset, n_samples=a.n_samples, model=a.model, width=a.width, batch_size=a.batch_size, lr=a.lr,
-        momentum=a.momentum, nesterov=a.nesterov, weight_decay=a.weight_decay, schedule=a.schedule,
-        base_batch_size=a.base_batch_size, warmup_epochs=a.warmup_epochs, decay_epochs=a.decay_epochs,
-        decay_factor=a.decay_factor, decay_target=a.decay_target, snapshots=a.snapshots,
-        freeze_t0=a.freeze_t0, freeze_spacing=a.freeze_spacing, freeze_scale_lr=a.freeze_scale_lr, stop=a.stop,
-        epochs=a.epochs, target_loss=a.target_loss, patience=a.patience, seed=a.seed, world_size=a.world_size,
-        device=a.device, dtype=a.dtype)
+    return RunConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(RunConfig)})
 
 
 def _say(text: str) -> None:
@@ -197,10 +196,6 @@ class _Table:
 
 
 def _run(a) -> int:
-    from .cache import RunStore
-    from .parallel import is_main_process, under_launcher
-    from .train import train_population
-
     if a.data_dir:
         os.environ["LOSSSCAPE_DATA"] = a.data_dir  # read by the loaders, inherited by DDP workers
     cfg = _config(a)
@@ -213,17 +208,34 @@ def _run(a) -> int:
     if not main_rank:
         train_population(cfg, seeds)
         return 0
+    store = RunStore(a.cache_dir)
     if a.no_cache or launched:
         runs = train_population(cfg, seeds, progress=progress)
-        if launched and not a.no_cache:
-            for run in runs:
-                RunStore(a.cache_dir).save(run)
     else:
-        runs = RunStore(a.cache_dir).get_or_train_population(cfg, seeds, progress=progress)
+        runs = store.get_or_train_population(cfg, seeds, progress=progress)
+    _show(runs, table, a)
+    if launched and not a.no_cache:
+        _store(store, runs)
+    return 0
+
+
+def _store(store: RunStore, runs) -> None:
+    """Rank 0 of a torchrun job stores what it trained, after showing it: a write that fails is one
+    line of error (exit status 2), not a traceback."""
+    for run in runs:
+        try:
+            store.save(run)
+        except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+            raise CacheError(f"cache folder {store.root.absolute()} could not store the run of seed "
+                             f"{run.config.seed} ({exc}); allowed: a folder this user can write, given by "
+                             "--cache-dir or LOSSSCAPE_CACHE") from None
+
+
+def _show(runs, table: _Table, a) -> None:
     if a.json:
         out = [summary(r) for r in runs]
         _say(json.dumps(_json_safe(out[0] if a.seeds is None else out), indent=1, allow_nan=False))
-        return 0
+        return
     for r in runs:
         if r.config.seed not in table.seeds_shown:  # a cached run: show the table it would have printed
             for row in r.history:
@@ -233,14 +245,9 @@ def _run(a) -> int:
         final = ", ".join(f"{k} {v:.4f}" for k, v in s["final"].items())
         _say(f"seed {r.config.seed}: stopped ({r.stop_reason}) after {r.epochs_run} epochs, "
               f"{r.total_time_s:.1f} s; {final}; median update norm {s['update_norm_median']:.3g}")
-    return 0
 
 
 def _report(a) -> int:
-    from .report.compare import write_comparison
-    from .report.render import rerender
-    from .report.schema import ReportError
-
     if a.compare:
         written = write_comparison(*a.compare, a.out or a.report_dir)
     else:
@@ -254,10 +261,6 @@ def _report(a) -> int:
 
 
 def _plan(a) -> int:
-    from .cache import RunStore
-    from .plan import make_plan, render
-    from .profiles import load_profile
-
     if a.data_dir:
         os.environ["LOSSSCAPE_DATA"] = a.data_dir
     for line in render(make_plan(load_profile(a.profile), RunStore(a.cache_dir))):
@@ -266,10 +269,6 @@ def _plan(a) -> int:
 
 
 def _sweep(a) -> int:
-    from .cache import RunStore
-    from .profiles import load_profile
-    from .sweep import sweep
-
     if a.data_dir:
         os.environ["LOSSSCAPE_DATA"] = a.data_dir
     store = RunStore(a.cache_dir)
@@ -279,10 +278,6 @@ def _sweep(a) -> int:
 
 
 def _pilot(a) -> int:
-    from .cache import RunStore
-    from .pilot import pilot
-    from .profiles import load_profile
-
     if a.data_dir:
         os.environ["LOSSSCAPE_DATA"] = a.data_dir
     pilot(load_profile(a.profile), RunStore(a.cache_dir))
@@ -293,10 +288,10 @@ _COMMANDS = {"run": _run, "report": _report, "plan": _plan, "sweep": _sweep, "pi
 
 
 def main(argv=None) -> int:
-    from .cache import CacheError
-    from .data import DataError, DatasetNotFoundError
-    from .report.schema import ReportError
-
+    # A user's "module:factory" in the current folder is found as `python -m` would find it; the
+    # console script's own folder is what Python puts first otherwise.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     a = _parser().parse_args(argv)
 
     def show_warning(message, category, filename, lineno, file=None, line=None):

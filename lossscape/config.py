@@ -2,27 +2,54 @@
 
 A config is data: a frozen dataclass with a canonical JSON form and a stable key, so the cache can
 address runs by content and a report can cite the exact settings behind every number.
+
+It is also where the registries' names live, so that validating a config needs no torch: MODELS
+maps each built-in model's name to its factory in lossscape.models, DATASETS names the datasets
+lossscape.data loads. `model` and `dataset` may instead name a user's own code as
+"package.module:attribute" (resolve_spec): a factory (input_shape, n_classes, width) -> nn.Module
+whose forward returns logits, or a loader (n_samples=..., data_dir=...) -> lossscape.data.Dataset.
+Such a config imports the user's module to check that the attribute exists and is callable.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
+import inspect
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import validate_request
-
-MODELS = ("mlp", "conv1d", "vgg_small", "resnet_small", "densenet_small")
+# name -> the "package.module:factory" that builds it; a user's model is such a spec itself.
+MODELS = {
+    "mlp": "lossscape.models:mlp",
+    "conv1d": "lossscape.models:conv1d",
+    "vgg_small": "lossscape.models:vgg_small",
+    "resnet_small": "lossscape.models:resnet_small",
+    "densenet_small": "lossscape.models:densenet_small",
+}
+DATASETS = ("mnist1d", "digits", "mnist", "cats_vs_dogs")
 SCHEDULES = ("constant", "linear_scaling", "step", "cyclic_cosine", "freezeout")
 STOP_RULES = ("epochs", "target_loss", "early_stop")
 DECAY_TARGETS = ("lr", "batch")
 FREEZE_SPACINGS = ("linear", "cubic")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
+# The fields that take one of a fixed set of names (the command line offers them as choices).
+CHOICES = {"schedule": SCHEDULES, "decay_target": DECAY_TARGETS, "freeze_spacing": FREEZE_SPACINGS,
+           "stop": STOP_RULES, "device": DEVICES, "dtype": DTYPES}
+# What `model` and `dataset` allow besides the registries' names.
+SPEC_ALLOWED = {
+    "model": "or 'package.module:factory' naming a callable (input_shape, n_classes, width) -> nn.Module "
+             "whose forward returns logits",
+    "dataset": "or 'package.module:loader' naming a callable (n_samples=..., data_dir=...) -> "
+               "lossscape.data.Dataset",
+}
+MIN_SAMPLES = 10  # one example per digit class
 # train.data_seed spaces runs' data-order seeds by this stride and adds the epoch; torch seeds are
 # int64, so seeds stop where seed * stride + epochs would leave it, and epochs stay below the stride
 # (which is also what keeps seeds s and s + 1 from sharing an epoch's order).
@@ -38,13 +65,82 @@ def _fail(name: str, value, allowed: str):
     raise ConfigError(f"{name}: got {value!r}; allowed: {allowed}")
 
 
+_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def is_spec(name) -> bool:
+    """Whether a model or dataset name is a "package.module:attribute" reference to user code."""
+    return isinstance(name, str) and ":" in name
+
+
+def resolve_spec(spec: str, field_name: str):
+    """The callable that `spec` ("package.module:attribute") names, importing its module; a spec
+    that is malformed, not importable, missing or not callable raises a one-line ConfigError."""
+    allowed = f"{', '.join(_registry(field_name))}, {SPEC_ALLOWED[field_name]}"
+    if not _SPEC.fullmatch(spec):
+        _fail(field_name, spec, allowed)
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module may fail in any way while it runs: say how, in one line
+        _fail(field_name, spec, f"{allowed} (module {module_name} cannot be imported: {type(exc).__name__}: {exc})")
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            _fail(field_name, spec, f"{allowed} (module {module_name} has no attribute {attr})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        _fail(field_name, spec, f"{allowed} ({attr} is a {type(obj).__name__}, not callable)")
+    return obj
+
+
+def spec_source_digest(spec: str) -> str:
+    """sha256 of the source file of the module a spec names, for the run cache's key: editing
+    your model or loader there retrains it. Code it imports from other files is not hashed."""
+    module = importlib.import_module(spec.partition(":")[0])
+    try:
+        path = inspect.getsourcefile(module)
+    except TypeError:  # a built-in or compiled module: its name is all there is to hash
+        path = None
+    if path is None:
+        return f"{spec} (no source file)"
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _registry(field_name: str):
+    return MODELS if field_name == "model" else DATASETS
+
+
+def dataset_request_problem(name, n_samples) -> str | None:
+    """What is wrong with asking dataset `name` for `n_samples` examples (None: nothing); shared by
+    RunConfig and lossscape.data.load_dataset. A spec's module is imported to check it."""
+    if is_spec(name):
+        try:
+            resolve_spec(name, "dataset")
+        except ConfigError as exc:
+            return str(exc)
+    elif name not in DATASETS:
+        return f"dataset: unknown {name!r}; allowed: {', '.join(DATASETS)}, {SPEC_ALLOWED['dataset']}"
+    if n_samples is not None and (not _is_int(_plain(n_samples)) or n_samples < MIN_SAMPLES):
+        return f"n_samples: got {n_samples!r}; allowed: None or an integer >= {MIN_SAMPLES}"
+    if name == "mnist1d" and n_samples is not None and n_samples % 10:
+        return (f"n_samples: got {n_samples}; allowed: a multiple of 10 for mnist1d "
+                "(its generator makes n_samples // 10 examples per class)")
+    return None
+
+
+def _doc(default, help: str):
+    """A field whose help text the command line shows (lossscape.cli builds its options from them)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     # what is trained
-    dataset: str = "mnist1d"
-    n_samples: int | None = None  # dataset size where the generator takes one (mnist1d); subsample otherwise
-    model: str = "mlp"
-    width: int | None = None  # None: the model's documented default (mlp: 1024, as in source 003)
+    dataset: str = _doc("mnist1d", f"{', '.join(DATASETS)}, {SPEC_ALLOWED['dataset']}")
+    n_samples: int | None = _doc(None, "dataset size where the generator takes one (mnist1d); subsample otherwise")
+    model: str = _doc("mlp", f"{', '.join(MODELS)}, {SPEC_ALLOWED['model']}")
+    width: int | None = _doc(None, "None: the model's documented default (mlp: 1024, as in source 003)")
     # the optimizer: SGD, no momentum by default (the sources' common protocol)
     batch_size: int = 64
     lr: float = 0.05
@@ -53,26 +149,26 @@ class RunConfig:
     weight_decay: float = 0.0
     # learning-rate schedule (lossscape.schedules)
     schedule: str = "constant"
-    base_batch_size: int | None = None  # linear_scaling: lr applies at this batch size, scaled by bs/base
+    base_batch_size: int | None = _doc(None, "linear_scaling: lr applies at this batch size, scaled by bs/base")
     warmup_epochs: float = 0.0
-    decay_epochs: tuple[int, ...] = ()  # step: epochs at which lr (or batch) changes by decay_factor
+    decay_epochs: tuple[int, ...] = _doc((), "step: epochs at which lr (or batch) changes by decay_factor, e.g. 10,20")
     decay_factor: float = 0.1
-    decay_target: str = "lr"  # "batch": grow the batch by 1/decay_factor instead (Smith et al. 2018)
-    snapshots: int = 0  # cyclic_cosine: number of cycles M; a snapshot is saved at each cycle's end
-    freeze_t0: float = 0.5  # freezeout: when the first layer freezes, as a fraction of training
+    decay_target: str = _doc("lr", "batch: grow the batch by 1/decay_factor instead (Smith et al. 2018)")
+    snapshots: int = _doc(0, "cyclic_cosine: number of cycles M; a snapshot is saved at each cycle's end")
+    freeze_t0: float = _doc(0.5, "freezeout: when the first layer freezes, as a fraction of training")
     freeze_spacing: str = "cubic"
     freeze_scale_lr: bool = True
     # when to stop
     stop: str = "epochs"
-    epochs: int = 10  # the budget for "epochs", the cap otherwise
+    epochs: int = _doc(10, "the budget for stop=epochs, the cap otherwise")
     target_loss: float | None = None
     patience: int | None = None
     # where and how
     seed: int = 0
-    world_size: int = 1
+    world_size: int = _doc(1, "data-parallel processes (see lossscape.parallel)")
     device: str = "cpu"
     dtype: str = "float32"
-    record_snapshots: tuple[int, ...] = field(default=())  # extra epochs at which to keep weights
+    record_snapshots: tuple[int, ...] = _doc((), "extra epochs at which to keep weights, e.g. 5,10")
 
     def __post_init__(self):
         _normalize(self)
@@ -144,12 +240,16 @@ def _validate(c: RunConfig) -> None:
         # bool is checked exactly: "False" and 1 are truthy look-alikes that would change behaviour or key
         if f.type == "bool" and not isinstance(getattr(c, f.name), bool):
             _fail(f.name, getattr(c, f.name), "True or False")
-    try:
-        validate_request(c.dataset, c.n_samples)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if c.model not in MODELS:
-        _fail("model", c.model, ", ".join(MODELS))
+    problem = dataset_request_problem(c.dataset, c.n_samples)
+    if problem:
+        raise ConfigError(problem)
+    if is_spec(c.model):
+        resolve_spec(c.model, "model")
+    elif c.model not in MODELS:
+        _fail("model", c.model, f"{', '.join(MODELS)}, {SPEC_ALLOWED['model']}")
+    for name, allowed in CHOICES.items():
+        if getattr(c, name) not in allowed:
+            _fail(name, getattr(c, name), ", ".join(allowed))
     if c.width is not None and (not _is_int(c.width) or c.width < 1):
         _fail("width", c.width, "a positive integer, or None for the model's default")
     if not _is_int(c.batch_size) or c.batch_size < 1:
@@ -162,8 +262,6 @@ def _validate(c: RunConfig) -> None:
         _fail("nesterov", c.nesterov, "True only with momentum > 0")
     if not _finite(c.weight_decay) or c.weight_decay < 0:
         _fail("weight_decay", c.weight_decay, "a finite number >= 0")
-    if c.schedule not in SCHEDULES:
-        _fail("schedule", c.schedule, ", ".join(SCHEDULES))
     if c.schedule == "linear_scaling":
         if c.base_batch_size is None or not _is_int(c.base_batch_size) or c.base_batch_size < 1:
             _fail("base_batch_size", c.base_batch_size, "a positive integer when schedule='linear_scaling'")
@@ -179,8 +277,6 @@ def _validate(c: RunConfig) -> None:
             _fail("decay_factor", c.decay_factor, "0 < decay_factor < 1")
     elif c.decay_epochs:
         _fail("decay_epochs", c.decay_epochs, "empty unless schedule='step'")
-    if c.decay_target not in DECAY_TARGETS:
-        _fail("decay_target", c.decay_target, ", ".join(DECAY_TARGETS))
     if c.decay_target == "batch" and c.schedule != "step":
         _fail("decay_target", c.decay_target, "'lr' unless schedule='step'")
     if c.schedule == "cyclic_cosine":
@@ -190,10 +286,6 @@ def _validate(c: RunConfig) -> None:
         _fail("snapshots", c.snapshots, "0 unless schedule='cyclic_cosine'")
     if not _finite(c.freeze_t0) or not 0 < c.freeze_t0 <= 1:
         _fail("freeze_t0", c.freeze_t0, "0 < freeze_t0 <= 1")
-    if c.freeze_spacing not in FREEZE_SPACINGS:
-        _fail("freeze_spacing", c.freeze_spacing, ", ".join(FREEZE_SPACINGS))
-    if c.stop not in STOP_RULES:
-        _fail("stop", c.stop, ", ".join(STOP_RULES))
     if not _is_int(c.epochs) or not 1 <= c.epochs < DATA_SEED_STRIDE:
         _fail("epochs", c.epochs, f"an integer in 1..{DATA_SEED_STRIDE - 1}")
     if c.stop == "target_loss":
@@ -212,10 +304,6 @@ def _validate(c: RunConfig) -> None:
         _fail("world_size", c.world_size, "a positive integer")
     if c.batch_size % c.world_size:
         _fail("batch_size", c.batch_size, f"a multiple of world_size ({c.world_size}): each rank takes batch_size / world_size")
-    if c.device not in DEVICES:
-        _fail("device", c.device, ", ".join(DEVICES))
-    if c.dtype not in DTYPES:
-        _fail("dtype", c.dtype, ", ".join(DTYPES))
     if any(not _is_int(e) or not 0 < e <= c.epochs for e in c.record_snapshots):
         _fail("record_snapshots", c.record_snapshots, f"epochs between 1 and epochs ({c.epochs})")
 

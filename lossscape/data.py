@@ -3,6 +3,8 @@
     ds = load_dataset("mnist1d")               # 3,200 train / 800 val / 1,000 test, shape (40,)
     ds = load_dataset("mnist", data_dir="~/data")
 
+    ds = load_dataset("mymodule:load")         # a user's loader, called as load(n_samples=..., data_dir=...)
+
 Nothing is fetched from the network. `mnist1d` and `digits` are generated or bundled locally;
 `mnist` and `cats_vs_dogs` read files from `data_dir` (default: the LOSSSCAPE_DATA environment
 variable) and raise `DatasetNotFoundError`, with a message saying which files go where, when they
@@ -42,19 +44,15 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:  # config imports this module to validate a dataset request
-    from .config import RunConfig
+from .config import MIN_SAMPLES, RunConfig, dataset_request_problem, is_spec, resolve_spec, spec_source_digest
 
-DATASETS = ("mnist1d", "digits", "mnist", "cats_vs_dogs")
 ENV_VAR = "LOSSSCAPE_DATA"
 # digits and cats_vs_dogs ship no test split; 20% matches mnist1d's 80/20 generator split.
 TEST_FRACTION = 0.2
-_MIN_SAMPLES = 10  # one example per digit class
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -89,13 +87,19 @@ class DataError(ValueError):
 def load_dataset(name: str, *, n_samples: int | None = None, val_fraction: float = 0.2,
                  split_seed: int = 0, data_dir: str | os.PathLike | None = None,
                  image_size: int = 64) -> Dataset:
-    """Load dataset `name` (one of DATASETS) with a deterministic train/val/test split.
+    """Load dataset `name` (one of config.DATASETS) with a deterministic train/val/test split.
 
     See the module docstring for what n_samples, val_fraction and split_seed mean. `image_size`
     is the side of the square RGB images of cats_vs_dogs and is ignored by the other datasets.
+    `name` may also be a user's loader, "package.module:loader": it is called as
+    loader(n_samples=n_samples, data_dir=data_dir or LOSSSCAPE_DATA) and must return a Dataset
+    (its own split: val_fraction, split_seed and image_size are not passed on).
     The returned tensors are shared with later calls: do not modify them in place.
     """
     validate_request(name, n_samples)
+    if is_spec(name):
+        root = _data_root(data_dir)
+        return _load_user(name, None if n_samples is None else int(n_samples), None if root is None else str(root))
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
             or not 0 < val_fraction < 1:
         raise DataError(f"val_fraction: got {val_fraction!r}; allowed: 0 < val_fraction < 1")
@@ -130,9 +134,13 @@ def fingerprint(name: str, data_dir: str | os.PathLike | None = None) -> str:
       process per file version), so a copy of the files elsewhere gives the same digest.
     - cats_vs_dogs: every image's path below the data folder, label, size and mtime: hashing
       25,000 photos on every lookup would cost more than the lookup saves.
+    - a user's loader ("package.module:loader"): the sha256 of its module's source file
+      (config.spec_source_digest); data it reads from elsewhere is not hashed.
     Raises DatasetNotFoundError, as load_dataset does, where a file-backed dataset's files are absent.
     """
     validate_request(name, None)
+    if is_spec(name):
+        return spec_source_digest(name)
     if name in ("mnist1d", "digits"):
         package = "mnist1d" if name == "mnist1d" else "scikit-learn"
         return f"{package}=={importlib.metadata.version(package)}"
@@ -159,14 +167,11 @@ def _content_sha256(path: Path, size: int, mtime_ns: int) -> str:
 
 
 def validate_request(name: str, n_samples: int | None) -> None:
-    """The checks RunConfig shares: a known dataset and a size its generator or files allow."""
-    if name not in DATASETS:
-        raise DataError(f"dataset: unknown {name!r}; allowed: {', '.join(DATASETS)}")
-    if n_samples is not None and (not _is_int(n_samples) or n_samples < _MIN_SAMPLES):
-        raise DataError(f"n_samples: got {n_samples!r}; allowed: None or an integer >= {_MIN_SAMPLES}")
-    if name == "mnist1d" and n_samples is not None and n_samples % 10:
-        raise DataError(f"n_samples: got {n_samples}; allowed: a multiple of 10 for mnist1d "
-                         "(its generator makes n_samples // 10 examples per class)")
+    """The checks RunConfig makes too (config.dataset_request_problem): a known dataset or an
+    importable loader, and a size its generator or files allow."""
+    problem = dataset_request_problem(name, n_samples)
+    if problem:
+        raise DataError(problem)
 
 
 def _is_int(value) -> bool:
@@ -183,6 +188,15 @@ def _load(name, n_samples, val_fraction, split_seed, files, image_size) -> Datas
     if name == "mnist":
         return _mnist([Path(f[0]) for f in files], n_samples, val_fraction, gen)
     return _cats_vs_dogs([(Path(f[0]), f[1]) for f in files], n_samples, val_fraction, image_size, gen)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_user(spec: str, n_samples: int | None, data_dir: str | None) -> Dataset:
+    """A user's loader, called once per arguments in a process (training asks for the data often)."""
+    ds = resolve_spec(spec, "dataset")(n_samples=n_samples, data_dir=data_dir)
+    if not isinstance(ds, Dataset):
+        raise DataError(f"dataset: {spec} returned a {type(ds).__name__}; allowed: a lossscape.data.Dataset")
+    return ds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +271,7 @@ def _holdout_test(name, X, y, n_samples, val_fraction, gen, n_classes, std_dims)
     """For datasets without a test split: subsample, hold out TEST_FRACTION, then split the rest."""
     if n_samples is not None:
         if n_samples > len(y):
-            raise DataError(f"n_samples: got {n_samples}; allowed: {_MIN_SAMPLES}..{len(y)} for {name}")
+            raise DataError(f"n_samples: got {n_samples}; allowed: {MIN_SAMPLES}..{len(y)} for {name}")
         keep = _take(n_samples, y, gen)
         X, y = X[keep], y[keep]
     pool_idx, test_idx = _split(len(y), _n_test(len(y)), gen)
@@ -394,7 +408,7 @@ def _mnist(files: list[Path], n_samples, val_fraction, gen) -> Dataset:
     if n_samples is not None:
         total = len(y_pool) + len(y_test)
         if n_samples > total:
-            raise DataError(f"n_samples: got {n_samples}; allowed: {_MIN_SAMPLES}..{total} for mnist")
+            raise DataError(f"n_samples: got {n_samples}; allowed: {MIN_SAMPLES}..{total} for mnist")
         # Keep the official train/test proportions (60k:10k) in the subsample.
         n_pool = round(n_samples * len(y_pool) / total)
         if not 2 <= n_pool < n_samples:
@@ -465,7 +479,7 @@ def _decode(path: Path, size: int):
 def _cats_vs_dogs(files: list[tuple[Path, int]], n_samples, val_fraction, image_size, gen) -> Dataset:
     labels = torch.tensor([label for _, label in files])
     if n_samples is not None and n_samples > len(files):
-        raise DataError(f"n_samples: got {n_samples}; allowed: {_MIN_SAMPLES}..{len(files)} for "
+        raise DataError(f"n_samples: got {n_samples}; allowed: {MIN_SAMPLES}..{len(files)} for "
                          "cats_vs_dogs (the images found)")
     want = n_samples or len(files)
     order = _stratified_order(labels, gen).tolist()

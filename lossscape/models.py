@@ -1,4 +1,9 @@
-"""Model registry: every model is a sequence of stages whose forward maps inputs to logits.
+"""Model factories: every model is a sequence of stages whose forward maps inputs to logits.
+
+config.MODELS names the built-in factories below; a config's model may also be a user's factory,
+"package.module:factory", called as factory(input_shape, n_classes, width) with width None unless
+the config sets one. A user's module that is not a StagedNet becomes the one stage of one (so
+FreezeOut, which freezes whole stages, has nothing to freeze before the end).
 
 Stages are the unit FreezeOut freezes (lossscape.freezeout): with `frozen_stages = k` the output
 of stage k-1 is detached, so no backward pass runs through the first k stages.
@@ -13,15 +18,7 @@ import math
 import torch
 from torch import nn
 
-from .config import MODELS, ConfigError, RunConfig
-
-DEFAULT_WIDTH = {
-    "mlp": 1024,  # source 003: two hidden layers of 1024 ReLU units
-    "conv1d": 32,
-    "vgg_small": 32,  # source 000: conv blocks of 32, 64, 128 filters
-    "resnet_small": 16,
-    "densenet_small": 12,  # growth rate, as DenseNet-40's k = 12
-}
+from .config import MODELS, ConfigError, RunConfig, resolve_spec
 
 
 class StagedNet(nn.Module):
@@ -41,10 +38,13 @@ class StagedNet(nn.Module):
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, width: int | None = None) -> StagedNet:
-    if name not in MODELS:
-        raise ConfigError(f"model: got {name!r}; allowed: {', '.join(MODELS)}")
-    w = width or DEFAULT_WIDTH[name]
-    return _BUILDERS[name](tuple(input_shape), n_classes, w)
+    """The model `name` (a key of config.MODELS or a user's "package.module:factory") for inputs
+    of `input_shape`, ending in `n_classes` logits; width None: the factory's default."""
+    factory = resolve_spec(MODELS.get(name, name), "model")
+    model = factory(tuple(input_shape), n_classes, width)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model: {name} returned a {type(model).__name__}; allowed: a factory returning an nn.Module")
+    return model if isinstance(model, StagedNet) else StagedNet([model])
 
 
 def init_model(cfg: RunConfig, seed: int, input_shape, n_classes) -> StagedNet:
@@ -86,8 +86,9 @@ def _ops(nd):
         (nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d)
 
 
-def _mlp(input_shape, n_classes, w):
-    d = math.prod(input_shape)
+def mlp(input_shape, n_classes, width=None):
+    """Source 003's model: two hidden layers of `width` (default 1024) ReLU units."""
+    w, d = width or 1024, math.prod(input_shape)
     return StagedNet([
         nn.Sequential(nn.Flatten(), nn.Linear(d, w), nn.ReLU()),
         nn.Sequential(nn.Linear(w, w), nn.ReLU()),
@@ -95,7 +96,9 @@ def _mlp(input_shape, n_classes, w):
     ])
 
 
-def _conv1d(input_shape, n_classes, w):
+def conv1d(input_shape, n_classes, width=None):
+    """A small 1-D CNN for MNIST-1D: `width` (default 32) channels throughout."""
+    w = width or 32
     nd, c, size = _spatial(input_shape)
     if nd != 1:
         raise ConfigError(f"model: conv1d takes 1-D inputs; got input_shape {input_shape}; use vgg_small for images")
@@ -114,12 +117,14 @@ def _down(n, times):
     return n
 
 
-def _vgg_small(input_shape, n_classes, w):
-    """Source 000's base model: conv3x3+ReLU -> max-pool blocks, flatten, two FC layers, no BN.
+def vgg_small(input_shape, n_classes, width=None):
+    """Source 000's base model: conv3x3+ReLU -> max-pool blocks, flatten, two FC layers, no BN;
+    blocks of `width` (default 32, as the source's 32, 64, 128 filters) doubling per block.
 
     The source's binary head is one sigmoid unit; a 2-logit softmax is the same model family
     (the sigmoid of the logit difference), so every model here ends in n_classes logits.
     """
+    w = width or 32
     nd, c, size = _spatial(input_shape)
     conv, pool, _, _ = _ops(nd)
     stages, ch = [], c
@@ -148,8 +153,10 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.body(x) + self.skip(x))
 
 
-def _resnet_small(input_shape, n_classes, w):
-    """A CIFAR-style ResNet with three stages of one basic block each (BatchNorm)."""
+def resnet_small(input_shape, n_classes, width=None):
+    """A CIFAR-style ResNet with three stages of one basic block each (BatchNorm), `width`
+    (default 16) channels in the first."""
+    w = width or 16
     nd, c, _ = _spatial(input_shape)
     conv, _, bn, gap = _ops(nd)
     return StagedNet([
@@ -171,8 +178,10 @@ class _DenseLayer(nn.Module):
         return torch.cat([x, self.body(x)], 1)
 
 
-def _densenet_small(input_shape, n_classes, growth):
-    """DenseNet-BC-style: dense blocks of 3 layers, transitions with 1x1 conv + avg-pool."""
+def densenet_small(input_shape, n_classes, width=None):
+    """DenseNet-BC-style: dense blocks of 3 layers, transitions with 1x1 conv + avg-pool; `width`
+    is the growth rate (default 12, as DenseNet-40's k = 12)."""
+    growth = width or 12
     nd, c, _ = _spatial(input_shape)
     conv, _, bn, gap = _ops(nd)
     avg = nn.AvgPool1d if nd == 1 else nn.AvgPool2d
@@ -188,15 +197,6 @@ def _densenet_small(input_shape, n_classes, growth):
         stages.append(nn.Sequential(*layers))
     stages.append(nn.Sequential(bn(ch), nn.ReLU(), gap(1), nn.Flatten(), nn.Linear(ch, n_classes)))
     return StagedNet(stages)
-
-
-_BUILDERS = {
-    "mlp": _mlp,
-    "conv1d": _conv1d,
-    "vgg_small": _vgg_small,
-    "resnet_small": _resnet_small,
-    "densenet_small": _densenet_small,
-}
 
 
 def has_batchnorm(model: nn.Module) -> bool:

@@ -34,7 +34,10 @@ def test_json_population(tmp_path, capsys):
     (["--batch-size", "-4"], "batch_size"),
     (["--batch-size", "5000"], "batch_size"),
     (["--lr", "0"], "lr"),
-    (["--model", "gpt"], "--model"),
+    (["--model", "gpt"], "model: got 'gpt'; allowed: mlp, conv1d"),  # a name or a user's "module:factory"
+    (["--model", "nosuchmodule:net"], "module nosuchmodule cannot be imported"),
+    (["--dataset", "lossscape.data:nothing"], "module lossscape.data has no attribute nothing"),
+    (["--schedule", "cosine"], "--schedule: invalid choice"),
     (["--seeds", "a-b"], "--seeds"),
     (["--stop", "early_stop"], "patience"),
 ])
