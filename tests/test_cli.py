@@ -152,3 +152,54 @@ def test_warnings_print_one_line_without_source_D25(tmp_path):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"lossscape run: warning: cats_vs_dogs: skipped 1 unreadable image(s), e.g. {tmp_path / 'cat.9.jpg'}: ")
+
+
+def test_version_and_python_dash_m():
+    import lossscape
+    proc = subprocess.run([sys.executable, "-m", "lossscape", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"lossscape {lossscape.__version__}"
+
+
+def _non_default(f):
+    """A command-line value for field f other than its default, and the value it must parse to."""
+    from lossscape.config import CHOICES
+    if f.name in CHOICES:
+        value = next(c for c in CHOICES[f.name] if c != f.default)
+        return [value], value
+    kind = f.type.split(" | ")[0]
+    if kind == "bool":
+        return [], not f.default
+    if kind.startswith("tuple"):
+        return ["3,7"], (3, 7)
+    value = {"int": 7, "float": 0.25, "str": "some:thing"}[kind]
+    return [str(value)], value
+
+
+def test_every_runconfig_field_is_an_option_with_its_default():
+    """The options are RunConfig's fields: record_snapshots was once missing from a hand-made list."""
+    import dataclasses
+    from lossscape import RunConfig
+    from lossscape.cli import _config, _parser
+    assert _config(_parser().parse_args(["run"])) == RunConfig()
+    for f in dataclasses.fields(RunConfig):
+        values, expected = _non_default(f)
+        flag = f"--{'no-' if expected is False else ''}{f.name.replace('_', '-')}"
+        assert getattr(_parser().parse_args(["run", flag, *values]), f.name) == expected, f.name
+
+
+def test_record_snapshots_from_the_command_line(tmp_path, capsys):
+    assert main(ARGS + ["--record-snapshots", "1", "--json", "--no-cache"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["record_snapshots"] == [1]
+
+
+def test_torchrun_rank_0_that_cannot_store_prints_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    """Under torchrun rank 0 stores with RunStore.save; a failed write was a traceback."""
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    (tmp_path / "a_file").write_text("")
+    assert main(ARGS + ["--json", "--cache-dir", str(tmp_path / "a_file")]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert json.loads(captured.out)["epochs_run"] == 2  # the results come first
+    assert len(err) == 1 and err[0].startswith(f"lossscape run: error: cache folder {tmp_path / 'a_file'} could not "
+                                                "store the run of seed 0 (")

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from lossscape import ConfigError, RunConfig
 
@@ -114,3 +115,54 @@ def test_seeds_whose_data_seed_overflows_int64_are_refused_D3():
     for seed in (MAX_SEED + 1, 2**70):
         with pytest.raises(ConfigError, match=f"^seed: got {seed}; allowed: an integer in 0..{MAX_SEED}$"):
             RunConfig(seed=seed)
+
+
+def test_validation_needs_no_torch():
+    """config.py validates every built-in setting without importing torch (or lossscape.data)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    import lossscape
+    code = (
+        "import sys, types, importlib\n"
+        "sys.modules['torch'] = None  # any import of torch now fails\n"
+        "pkg = types.ModuleType('lossscape'); pkg.__path__ = [sys.argv[1]]; sys.modules['lossscape'] = pkg\n"
+        "config = importlib.import_module('lossscape.config')\n"
+        "for model in config.MODELS:\n"
+        "    for dataset in config.DATASETS:\n"
+        "        config.RunConfig(model=model, dataset=dataset)\n"
+        "try:\n"
+        "    config.RunConfig(model='gpt')\n"
+        "except config.ConfigError as exc:\n"
+        "    print(exc)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('lossscape')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(Path(lossscape.__file__).parent)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "model: got 'gpt'; allowed: mlp, conv1d, vgg_small, resnet_small, densenet_small, or 'package.module:factory' "
+        "naming a callable (input_shape, n_classes, width) -> nn.Module whose forward returns logits",
+        "['lossscape', 'lossscape.config']"]
+
+
+def test_every_registered_model_name_builds_its_factory():
+    """One registry: config.MODELS names each built-in factory, and build_model goes through it."""
+    from lossscape import models
+    from lossscape.config import MODELS
+    for name, spec in MODELS.items():
+        assert spec == f"lossscape.models:{name}"
+        net = models.build_model(name, (40,), 10, 4)
+        assert isinstance(net, models.StagedNet) and net(torch.zeros(2, 40)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("field, allowed", [
+    ("schedule", "constant, linear_scaling, step, cyclic_cosine, freezeout"),
+    ("decay_target", "lr, batch"), ("freeze_spacing", "linear, cubic"), ("stop", "epochs, target_loss, early_stop"),
+    ("device", "cpu, cuda"), ("dtype", "float32, float64"),
+])
+def test_named_choices_are_the_configs_own(field, allowed):
+    from lossscape.config import CHOICES
+    assert ", ".join(CHOICES[field]) == allowed
+    with pytest.raises(ConfigError, match=f"^{field}: got 'nope'; allowed: {allowed}$"):
+        RunConfig(**{field: "nope"})
