@@ -236,6 +236,15 @@ def _plain(value):
 
 
 def _validate(c: RunConfig) -> None:
+    """Every rule, one group of fields at a time, in field order (the first broken rule is reported)."""
+    _check_names(c)
+    _check_optimizer(c)
+    _check_schedule(c)
+    _check_stop_and_place(c)
+
+
+def _check_names(c: RunConfig) -> None:
+    """The bools, and the fields that take a name: dataset, model and the CHOICES."""
     for f in dataclasses.fields(c):
         # bool is checked exactly: "False" and 1 are truthy look-alikes that would change behaviour or key
         if f.type == "bool" and not isinstance(getattr(c, f.name), bool):
@@ -250,6 +259,9 @@ def _validate(c: RunConfig) -> None:
     for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
             _fail(name, getattr(c, name), ", ".join(allowed))
+
+
+def _check_optimizer(c: RunConfig) -> None:
     if c.width is not None and (not _is_int(c.width) or c.width < 1):
         _fail("width", c.width, "a positive integer, or None for the model's default")
     if not _is_int(c.batch_size) or c.batch_size < 1:
@@ -262,6 +274,9 @@ def _validate(c: RunConfig) -> None:
         _fail("nesterov", c.nesterov, "True only with momentum > 0")
     if not _finite(c.weight_decay) or c.weight_decay < 0:
         _fail("weight_decay", c.weight_decay, "a finite number >= 0")
+
+
+def _check_schedule(c: RunConfig) -> None:
     if c.schedule == "linear_scaling":
         if c.base_batch_size is None or not _is_int(c.base_batch_size) or c.base_batch_size < 1:
             _fail("base_batch_size", c.base_batch_size, "a positive integer when schedule='linear_scaling'")
@@ -286,6 +301,10 @@ def _validate(c: RunConfig) -> None:
         _fail("snapshots", c.snapshots, "0 unless schedule='cyclic_cosine'")
     if not _finite(c.freeze_t0) or not 0 < c.freeze_t0 <= 1:
         _fail("freeze_t0", c.freeze_t0, "0 < freeze_t0 <= 1")
+
+
+def _check_stop_and_place(c: RunConfig) -> None:
+    """The stop rule, the seed and where the run trains."""
     if not _is_int(c.epochs) or not 1 <= c.epochs < DATA_SEED_STRIDE:
         _fail("epochs", c.epochs, f"an integer in 1..{DATA_SEED_STRIDE - 1}")
     if c.stop == "target_loss":
