@@ -35,6 +35,16 @@ def plateaued(curves, max_gain: float) -> tuple[bool, float]:
     return gain < max_gain, gain
 
 
+def cycle_gains(val_acc, cycles: int) -> list[float]:
+    """tail_gain of each of `cycles` equal cycles of an epoch curve (snapshot ensembles: a cycle
+    has converged when its own last TAIL_SHARE raised validation accuracy by less than the rule's
+    gain, as a fixed budget has)."""
+    acc = np.asarray(val_acc, dtype=float)
+    if cycles < 1 or len(acc) % cycles:
+        raise ValueError(f"cycles: got {cycles} for {len(acc)} epochs; allowed: a divisor of the epochs")
+    return [tail_gain(c) for c in acc.reshape(cycles, -1)]
+
+
 def choose_budget(gains: dict[int, dict[str, float]], max_gain: float) -> int | None:
     """The smallest budget at which every model's mean tail gain is below max_gain (None: none is)."""
     ok = [e for e, by_model in sorted(gains.items()) if all(g < max_gain for g in by_model.values())]
@@ -52,12 +62,17 @@ def _main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002])
     ap.add_argument("--max-gain", type=float, required=True)
     ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--snapshots", action="store_true",
+                    help="pilot grid `snapshots`' cycle length instead: --budgets are epochs per cycle")
     args = ap.parse_args(argv)
     if min(args.seeds) < 1000:
         ap.error("--seeds: pilots use seeds >= 1000 (outside every profile's seeds)")
     profile = load_profile(args.profile)
     store = RunStore(args.cache_dir) if args.cache_dir else None
     gains: dict[int, dict[str, float]] = {}
+    if args.snapshots:
+        _pilot_cycles(profile, store, args)
+        return
     for e in args.budgets:
         for model in FO_MODELS:
             cfgs = [freezeout_config(profile, model, seed=s, epochs=e, freeze_t0=UNFROZEN_T0) for s in args.seeds]
@@ -68,6 +83,20 @@ def _main(argv=None) -> None:
             print(f"E {e:3d} {model:15s} final val acc {final:.3f}  tail gain {gain:+.4f}  "
                   f"per seed {[round(tail_gain(r.metric('val_acc')), 4) for r in runs]}  plateaued {ok}", flush=True)
     print("chosen budget:", choose_budget(gains, args.max_gain))
+
+
+def _pilot_cycles(profile, store, args) -> None:
+    from .train import train_population
+    setting = profile.settings[0]
+    (cfg,) = profile.grid("snapshots").configs(setting).values()
+    for c in args.budgets:
+        cfg_c = cfg.replace(epochs=c * cfg.snapshots)
+        runs = (store.get_or_train_population(cfg_c, args.seeds) if store else train_population(cfg_c, args.seeds))
+        per_cycle = np.mean([cycle_gains(r.metric("val_acc"), cfg.snapshots) for r in runs], axis=0)
+        snaps = np.mean([[r.history[(k + 1) * c - 1]["val_acc"] for k in range(cfg.snapshots)] for r in runs], axis=0)
+        print(f"{c:3d} epochs per cycle ({cfg.model}): mean tail gain per cycle {np.round(per_cycle, 4).tolist()}; "
+              f"val acc at each snapshot {np.round(snaps, 3).tolist()}; all cycles converged "
+              f"{bool((per_cycle < args.max_gain).all())}", flush=True)
 
 
 def _train(cfg):
