@@ -68,11 +68,6 @@ def claim_cells(profile: Profile):
                 if dp_devices_present(cfg.device, k):
                     yield setting.id, setting, "dp_equality DP-1 on k ranks", spec, data_parallel(cfg, k)
                     yield setting.id, setting, "dp_equality DP-1 control", spec, per_worker_batch(cfg, k)
-        if k and "dp_timing" in profile.grids:
-            spec = profile.grid("dp_timing")
-            for cfg in spec.configs(setting).values():
-                if dp_devices_present(cfg.device, k):
-                    yield setting.id, setting, "dp_timing DP-2 on k ranks", spec, data_parallel(cfg, k)
         if "schedules" in profile.grids:
             spec = profile.grid("schedules")
             for cfg in spec.configs(setting).values():
