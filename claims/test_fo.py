@@ -122,10 +122,13 @@ def _budget_caveat(cfg) -> str:
             f"t0 {cfg.freeze_t0:g} ({cfg.freeze_spacing}) the first stage freezes after {first:.1%} of it")
 
 
-def _row_changes(profile, row) -> dict:
-    changes = fo_rows(profile).get(row)
+@pytest.fixture(params=["primary", "secondary"])
+def fo_row(request, profile) -> dict:
+    """FO-1's row: the grid's changes for it; listed before `claim`, so a profile without
+    params.fo.secondary skips that row before its claim recorder exists."""
+    changes = fo_rows(profile).get(request.param)
     if changes is None:
-        pytest.skip(f"profile {profile.name} has no params.fo.{row} row")
+        pytest.skip(f"profile {profile.name} has no params.fo.{request.param} row")
     return changes
 
 
@@ -148,9 +151,8 @@ def _fields(profile, frozen, unfrozen) -> dict:
 
 @pytest.mark.claim("FO-1", design=("paired", "freezeout"))
 @pytest.mark.parametrize("part", ["wall_time", "accuracy"])
-@pytest.mark.parametrize("row", ["primary", "secondary"])
 @pytest.mark.parametrize("model", FO_MODELS[:2])  # resnet_small, densenet_small
-def test_fo1_freezeout_saves_time_at_little_accuracy_cost(claim, store, profile, model, row, part):
+def test_fo1_freezeout_saves_time_at_little_accuracy_cost(fo_row, claim, store, profile, model, part):
     """FO-1: freezing layers progressively (layer i stops at t_i, layer-wise cosine annealing
     lr_i(t) = lr_i(0)/2 (1 + cos(pi t / t_i)), lr_i(0) = lr0 / t_i when scaled, t_i spaced from
     t0 to 1, cubic) saves wall time with little or no accuracy loss.
@@ -169,8 +171,8 @@ def test_fo1_freezeout_saves_time_at_little_accuracy_cost(claim, store, profile,
     Caveats: every result names the budget rule's outcome on these unfrozen runs; timing blocks
     are repeats in one process (timing noise, not machine variation).
     """
-    cfg = freezeout_config(profile, model, **_row_changes(profile, row))
-    frozen, unfrozen = _paired_runs(store, profile, model, **_row_changes(profile, row))
+    cfg = freezeout_config(profile, model, **fo_row)
+    frozen, unfrozen = _paired_runs(store, profile, model, **fo_row)
     saving, saving_eval = _session_saving(profile, cfg)
     table = _comparison_table(cfg, frozen, unfrozen, saving, saving_eval)
     label = f"{model} t0 {cfg.freeze_t0:g} {cfg.freeze_spacing}"
