@@ -189,6 +189,9 @@ def test_fo1_freezeout_saves_time_at_little_accuracy_cost(fo_row, claim, store, 
                     caveats=[_budget_caveat(cfg), timing_context(cfg.device)], seeds=[cfg.seed], configs=[cfg.to_json()])
         return
     frozen, unfrozen = _paired_runs(store, profile, model, **fo_row)
+    figures.accuracy_vs_speedup(claim.figure_path("accuracy_vs_speedup.png"), [1.0, float(1 / (1 - np.median(saving)))],
+                                [np.mean([_accuracy(r) for r in runs]) for runs in (unfrozen, frozen)],
+                                labels=["unfrozen", f"FreezeOut t0 {cfg.freeze_t0:g} {cfg.freeze_spacing}"])
     claim.check(stats.threshold_test(_relative_error(frozen, unfrozen), FO_REL_ERROR, "less",
                                      effect_name="relative test error - 1"),
                 label=f"{label}: FreezeOut test error / unfrozen - 1 (claimed < {FO_REL_ERROR:g})",
