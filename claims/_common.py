@@ -1,9 +1,10 @@
 """Helpers shared by the claim modules: per-batch-size values, the arrays a trend test takes, and
-the single-model time to the minimum validation loss (BS-4, DP-2)."""
+the time to the minimum validation loss (BS-4, DP-2), timed in the session."""
 import numpy as np
 
 from lossscape import stats
 from lossscape.report.result import fmt
+from lossscape.throughput import engine_step_times, timing_context
 
 
 def per_batch(grid, value) -> dict[int, np.ndarray]:
@@ -81,3 +82,51 @@ def time_to_minimum_test(early, timing, threshold: float = 1.0, direction: str =
              "columns": ["batch size", "median epoch time (s)", "mean epochs to minimum", "estimated time (s)"],
              "rows": rows}
     return test, table
+
+
+_SESSION_TIMES: dict = {}  # one sweep per (profile, setting, grid) in a session: BS-3, BS-4 and DP-2 share it
+
+
+def session_epoch_times(profile, setting, grid_name: str):
+    """lossscape.throughput.StepTimes of grid `grid_name`'s configs (one per batch size; the grid's
+    first seed), timed in this session: the engine's own step in blocks interleaved over the batch
+    sizes, with one evaluation pass per block (params.timing: steps per block, blocks).
+
+    Issue 12: times read from cached runs carried the thread count and load of whichever session
+    trained them; a time measured here belongs to this session's machine, named by timing_context.
+    """
+    key = (profile.name, setting.id, grid_name)
+    if key not in _SESSION_TIMES:
+        p = profile.params["timing"]
+        configs = {bs: cfg for (bs, _), cfg in sorted(profile.grid(grid_name).configs(setting).items())}
+        _SESSION_TIMES[key] = engine_step_times(configs, steps=p["steps"], repeats=p["repeats"], evaluate=True)
+    return _SESSION_TIMES[key]
+
+
+def session_time_to_minimum_test(early, times, threshold: float = 1.0, direction: str = "greater"):
+    """Time to the minimum validation loss, the largest batch's over the smallest's, from this
+    session's step times: epochs to the minimum (the run's best epoch, grid `early`) x steps per
+    epoch x seconds per step (`times`, session_epoch_times of the same grid's configs).
+
+    Claimed: ratio beyond `threshold` in `direction`. The four groups (epochs per seed and epoch
+    times per timed block, at the smallest and largest batch) are independent samples, so the test
+    is Welch's t on log values of the ratio of geometric means (stats.log_ratio_test). Returns the
+    test and a table over every batch size, with the variant that adds one evaluation pass per
+    epoch to the time (reported, not tested), and the timing context as a caveat.
+    """
+    small, large = early.batch_sizes[0], early.batch_sizes[-1]
+    epochs = per_batch(early, lambda run: run.best_epoch)
+    epoch_time = {bs: times.epoch(bs) for bs in early.batch_sizes}
+    test = stats.log_ratio_test((epochs[small], epochs[large], epoch_time[small], epoch_time[large]),
+                                (-1, 1, -1, 1), threshold, direction, effect_name="total time ratio")
+    rows = []
+    for bs in early.batch_sizes:
+        step, with_eval = np.median(epoch_time[bs]), np.median(times.epoch(bs, with_evaluation=True))
+        rows.append([bs, times.steps_per_epoch[bs], fmt(np.median(times.step[bs]) * 1e3), fmt(np.mean(epochs[bs])),
+                     fmt(step * np.mean(epochs[bs])), fmt(with_eval * np.mean(epochs[bs]))])
+    table = {"title": "time to the minimum validation loss = epochs to the minimum x steps per epoch x step time "
+                      "(this session's engine step)",
+             "columns": ["batch size", "steps per epoch", "median step (ms)", "mean epochs to minimum",
+                         "time (s), steps only", "time (s), with evaluation"],
+             "rows": rows}
+    return test, table, timing_context(next(iter(early.configs.values())).device)

@@ -6,9 +6,9 @@ import torch
 from lossscape import stats
 from lossscape.report import figures
 from lossscape.report.result import fmt
-from lossscape.throughput import throughput_knee, training_throughput
+from lossscape.throughput import throughput_knee, timing_context, training_throughput
 
-from ._common import median_epoch_time, per_batch, seed_trend, single_model, time_to_minimum_test
+from ._common import per_batch, seed_trend, session_epoch_times, session_time_to_minimum_test
 
 
 @pytest.mark.claim("BS-1", design=("trend", "budget"))
@@ -44,14 +44,6 @@ def _not_early_stopped(grid) -> list[str]:
             f"may still have been falling: {', '.join(capped)}"] if capped else []
 
 
-def _timing_caveats(grid) -> list[str]:
-    devices = sorted({r.device for runs in grid.by_batch().values() for r in runs})
-    return [f"single-model runs (grid `{grid.spec.name}`, {len(grid.spec.seeds)} seeds, {grid.spec.fields['epochs']} "
-            f"epochs) on device {'/'.join(devices)}; epoch times are wall-clock times of whichever session trained "
-            f"the cached runs, on a machine that may have been shared, so they include its load; this session ran "
-            f"torch with {torch.get_num_threads()} thread(s)"]
-
-
 @pytest.mark.claim("BS-2", design=("trend", "early"))
 def test_bs2_larger_batches_reach_a_higher_minimum_validation_loss(claim, grids, setting):
     """BS-2: at a fixed LR, larger batches reach a worse (higher) minimum validation loss.
@@ -76,30 +68,40 @@ def test_bs2_larger_batches_reach_a_higher_minimum_validation_loss(claim, grids,
                 caveats=_not_early_stopped(grid), **_fields(grid))
 
 
-@pytest.mark.claim("BS-3", design=("trend", "timing"))
+@pytest.mark.claim("BS-3")  # blocks of the session's timing sweep, not seeds: params.timing.repeats
 @pytest.mark.timing
-def test_bs3_larger_batches_take_less_time_per_epoch(claim, grids, setting):
+def test_bs3_larger_batches_take_less_time_per_epoch(claim, setting, profile):
     """BS-3: larger batches take less wall time per epoch.
 
     Source 000/001: 12.4 s per epoch at bs 32 vs 7.7 s at bs 256 (one GPU).
-    Scientific parameter: batch size. Fixed: model, data, device, LR; one process per run, no
-    population stacking (grid `timing`: a stacked population would time several models at once).
-    Stop rule: a fixed number of epochs. Statistic: each run's median epoch time (training steps
-    only, evaluation excluded), the first epoch left out as warm-up. Claimed direction: decreasing
-    in batch size (trend test; effect = ratio of the largest to the smallest batch's mean).
-    Caveats: wall time depends on the machine and its load at training time (see caveats); on a
-    CPU a larger batch mostly saves per-step overhead, on a GPU it also fills the device.
+    Scientific parameter: batch size (grid `early`'s configs: the runs BS-4 counts epochs of).
+    Fixed: model, data, device, LR. Measurement, in this session (issue 12: never a cached run's
+    time): the engine's own step of one model per batch size, params.timing.repeats blocks of
+    params.timing.steps steps interleaved over the batch sizes (_common.session_epoch_times);
+    epoch time per block = steps per epoch x seconds per step (evaluation excluded; the variant
+    with one evaluation pass is in the table). Claimed direction: decreasing in batch size (trend
+    test with each interleaved block a block; effect = ratio of the largest to the smallest
+    batch's mean).
+    Caveats: the blocks are timing repeats in one process (timing noise, not machine variation);
+    on a CPU a larger batch mostly saves per-step overhead, on a GPU it also fills the device.
     """
-    grid = single_model(grids(setting, "timing"))
-    values = per_batch(grid, median_epoch_time)
-    figures.metric_vs_batch(claim.figure_path("epoch_time.png"), values, ylabel="median epoch time (s)", logy=True)
-    claim.check(seed_trend(values, "decreasing"), label="median epoch time",
-                caveats=_timing_caveats(grid), **_fields(grid))
+    times = session_epoch_times(profile, setting, "early")
+    values = {bs: times.epoch(bs) for bs in times.step}
+    figures.metric_vs_batch(claim.figure_path("epoch_time.png"), values, ylabel="epoch time (s)", logy=True)
+    rows = [[bs, times.steps_per_epoch[bs], fmt(np.median(times.step[bs]) * 1e3), fmt(np.median(values[bs])),
+             fmt(np.median(times.epoch(bs, with_evaluation=True)))] for bs in values]
+    cfg = next(iter(profile.grid("early").configs(setting).values()))
+    claim.check(seed_trend(values, "decreasing"), label="epoch time (steps x step time)",
+                tables=[{"title": "epoch time from this session's engine step",
+                         "columns": ["batch size", "steps per epoch", "median step (ms)", "epoch (s), steps only",
+                                     "epoch (s), with evaluation"], "rows": rows}],
+                caveats=[timing_context(cfg.device)], seeds=[cfg.seed],
+                configs=[c.to_json() for c in profile.grid("early").configs(setting).values()])
 
 
 @pytest.mark.claim("BS-4", design=("trend", "early"))  # the time part: Welch, no floor
 @pytest.mark.parametrize("part", ["epochs", pytest.param("total_time", marks=pytest.mark.timing)])
-def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, setting, part):
+def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, setting, profile, part):
     """BS-4: larger batches need more epochs to reach their minimum validation loss, so total time
     grows despite faster epochs.
 
@@ -108,13 +110,14 @@ def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, s
     Stop rule: early stopping on validation loss (grid `early`), as BS-2. Two parts, both required
     for the claim (two results, each must be supported):
     - epochs: epochs to the minimum validation loss (the run's best epoch); trend test, increasing.
-    - total_time: the time a single-model run takes to its minimum, estimated as best epoch x the
-      median single-model epoch time at that batch size (grid `timing`, as BS-3): population runs
-      share one wall clock, so their own total times say nothing about one model. Claimed: the
-      largest batch's total time over the smallest's > 1 (ratio of geometric means; Welch's t on
-      log values over the four groups, _common.time_to_minimum_test, which DP-2 shares).
-    Caveats: evaluation passes are excluded from epoch times (as in BS-3), and the patience epochs
-    after the minimum are not counted; a run stopped by the epoch cap is named in the caveats.
+    - total_time: epochs to the minimum x steps per epoch x the engine's step time measured in
+      this session (BS-3's sweep of the same configs; issue 12: cached epoch times carried another
+      session's load). Claimed: the largest batch's total time over the smallest's > 1 (ratio of
+      geometric means; Welch's t on log values over the four groups,
+      _common.session_time_to_minimum_test, which DP-2 shares). The variant with one evaluation
+      pass per epoch is in the table.
+    Caveats: the patience epochs after the minimum are not counted; a run stopped by the epoch cap
+    is named in the caveats.
     """
     early = grids(setting, "early")
     small, large = early.batch_sizes[0], early.batch_sizes[-1]
@@ -126,14 +129,12 @@ def test_bs4_larger_batches_need_more_epochs_and_more_total_time(claim, grids, s
         claim.check(seed_trend(epochs, "increasing"), label="epochs to the minimum",
                     caveats=caveats, **_fields(early))
         return
-    timing = single_model(grids(setting, "timing"))
-    test, table = time_to_minimum_test(early, timing)
-    epoch_time = per_batch(timing, median_epoch_time)
+    times = session_epoch_times(profile, setting, "early")
+    test, table, context = session_time_to_minimum_test(early, times)
     figures.metric_vs_batch(claim.figure_path("total_time.png"),
-                            {bs: epochs[bs] * np.mean(epoch_time[bs]) for bs in early.batch_sizes},
-                            ylabel="estimated time to the minimum (s)", logy=True)
-    claim.check(test, label=f"bs {large}/{small}", tables=[table], caveats=[*caveats, *_timing_caveats(timing)],
-                **_fields(early, timing))
+                            {bs: epochs[bs] * np.median(times.epoch(bs)) for bs in early.batch_sizes},
+                            ylabel="time to the minimum (s)", logy=True)
+    claim.check(test, label=f"bs {large}/{small}", tables=[table], caveats=[*caveats, context], **_fields(early))
 
 
 @pytest.mark.claim("BS-5", design=("trend", "budget"))
@@ -187,7 +188,7 @@ def test_bs6_throughput_rises_with_batch_size_up_to_saturation(claim, grids, set
     covers timing noise, not machine-to-machine variation; the machine's load enters the numbers.
     """
     params = profile.params["bs"]
-    cfg = next(iter(grids(setting, "timing").configs.values()))
+    cfg = next(iter(profile.grid("early").configs(setting).values()))  # the setting's model, data and LR
     sizes = params["throughput_batch_sizes"]
     values = training_throughput(cfg, sizes, steps=params["throughput_steps"], repeats=params["throughput_repeats"])
     medians = {bs: float(np.median(v)) for bs, v in values.items()}

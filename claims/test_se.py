@@ -1,14 +1,19 @@
 """SE: snapshot ensembles and ensembling (CLAIMS.md, family SE).
 
-Grids: `snapshots` (cyclic cosine, M snapshots, Huang et al.) and `snapshot_baseline` (one cosine
-cycle over the same budget: the standard-schedule single model, and the independent runs SE-3
-groups into ensembles). Accuracies are on the test split.
+Grids: `snapshots` (cyclic cosine, M snapshots, Huang et al.'s optimizer on a BatchNorm network)
+and `snapshot_baseline` (one cosine cycle over the same budget: the standard-schedule single model,
+and the independent runs SE-3 groups into ensembles). Accuracies are on the test split. Every SE
+result on `snapshots` carries the pre-registered convergence check of its cycles (each cycle's
+validation accuracy rose by less than params.se.cycle_max_gain over the cycle's last 20%, mean
+over seeds; lossscape.plateau.cycle_gains), the rule that fixed the cycle length in its pilot.
 """
 import numpy as np
 import pytest
 
 from lossscape import stats
-from lossscape.ensembles import independent_ensemble_accuracy, snapshot_ensemble_accuracy
+from lossscape.ensembles import (independent_disagreement, independent_ensemble_accuracy, snapshot_disagreement,
+                                 snapshot_ensemble_accuracy)
+from lossscape.plateau import TAIL_SHARE, cycle_gains
 from lossscape.report import figures
 from lossscape.report.result import fmt
 from lossscape.schedules import lr_at
@@ -46,6 +51,34 @@ def _independent_ensemble_accuracy(measure, group) -> float:
     return measure(group, independent_ensemble_accuracy, *_test_split(group[0]), of="run")
 
 
+def _cycles_converged(profile, runs) -> str:
+    """The convergence rule on the profile's own runs, as a caveat that says whether it held."""
+    limit = profile.params["se"]["cycle_max_gain"]
+    gains = np.mean([cycle_gains(r.metric("val_acc"), r.config.snapshots) for r in runs], axis=0)
+    held = bool((gains < limit).all())
+    return (f"cycle convergence rule (validation accuracy gain over each cycle's last {TAIL_SHARE:.0%} < {limit:g}, "
+            f"mean of {len(runs)} seeds): gains {', '.join(f'{g:+.4f}' for g in gains)}: "
+            + ("every cycle converged" if held else "NOT every cycle converged, so early snapshots are unfinished models"))
+
+
+def _snapshot_diversity(measure, run) -> float:
+    """Pairwise disagreement of the run's snapshots on the test split."""
+    return measure(run, _snapshots_disagreement, *_test_split(run), of="run")
+
+
+def _snapshots_disagreement(run, X, y) -> float:
+    return snapshot_disagreement(run, X)
+
+
+def _independent_diversity(measure, runs) -> float:
+    """Pairwise disagreement of the runs' final models on the test split."""
+    return measure(runs, _finals_disagreement, *_test_split(runs[0]), of="run")
+
+
+def _finals_disagreement(runs, X, y) -> float:
+    return independent_disagreement(runs, X)
+
+
 def huang_lr(t: np.ndarray, T: int, M: int, lr0: float) -> np.ndarray:
     """Huang et al.'s eq. (2) at 1-based iterations t: lr0/2 (cos(pi mod(t-1, ceil(T/M)) / ceil(T/M)) + 1)."""
     cycle = -(-T // M)  # ceil(T/M) in integers
@@ -54,7 +87,7 @@ def huang_lr(t: np.ndarray, T: int, M: int, lr0: float) -> np.ndarray:
 
 @pytest.mark.claim("SE-1", design=("paired", "snapshots"))
 @pytest.mark.parametrize("part", [pytest.param("schedule", marks=pytest.mark.claim("SE-1", check=True)), "loss"])
-def test_se1_cyclic_cosine_anneals_to_each_snapshot_and_restarts(claim, grids, setting, part):
+def test_se1_cyclic_cosine_anneals_to_each_snapshot_and_restarts(claim, grids, setting, profile, part):
     """SE-1: cyclic cosine annealing lr(t) = lr0/2 (cos(pi mod(t-1, ceil(T/M)) / ceil(T/M)) + 1),
     updated every iteration, drives the loss down before each of the M snapshots and restarts
     after it.
@@ -78,7 +111,7 @@ def test_se1_cyclic_cosine_anneals_to_each_snapshot_and_restarts(claim, grids, s
     if part == "schedule":
         _check_schedule(claim, _runs(grids, setting, "snapshots")[0])
     else:
-        _check_restart_loss(claim, _runs(grids, setting, "snapshots"))
+        _check_restart_loss(claim, _runs(grids, setting, "snapshots"), profile)
 
 
 def _check_schedule(claim, run):
@@ -106,7 +139,7 @@ def _check_schedule(claim, run):
     )
 
 
-def _check_restart_loss(claim, runs):
+def _check_restart_loss(claim, runs, profile):
     spe = runs[0].history[0]["steps"]
     snap_epochs = [s // spe for s in runs[0].snapshot_steps]
     if any(s % spe for s in runs[0].snapshot_steps):
@@ -124,13 +157,14 @@ def _check_restart_loss(claim, runs):
                 tables=[{"title": "mean training loss over seeds",
                          "columns": ["epoch (snapshot / after restart)", "at the snapshot", "one epoch after the restart"],
                          "rows": rows}],
-                caveats=["per-epoch losses: 'after the restart' is the end of the next cycle's first epoch"],
+                caveats=["per-epoch losses: 'after the restart' is the end of the next cycle's first epoch",
+                         _cycles_converged(profile, runs)],
                 seeds=[r.config.seed for r in runs], configs=[runs[0].config.to_json()])
 
 
 @pytest.mark.claim("SE-2", design=("paired", "snapshots"))
 @pytest.mark.parametrize("baseline", ["final_snapshot", "standard_schedule"])
-def test_se2_snapshot_ensemble_beats_a_single_model(claim, grids, setting, measure, baseline):
+def test_se2_snapshot_ensemble_beats_a_single_model(claim, grids, setting, profile, measure, baseline):
     """SE-2: averaging the snapshots' softmax outputs is more accurate than the final single model
     of the same run, at no extra training cost.
 
@@ -141,27 +175,33 @@ def test_se2_snapshot_ensemble_beats_a_single_model(claim, grids, setting, measu
     (`snapshot_baseline`, same seed: same initialization and data order). Fixed: model, data,
     optimizer (SGD, momentum 0.9), lr0, batch, epochs. Statistic: test accuracy, ensemble minus
     baseline, paired by seed; one-sided sign-flip permutation test, CI of the mean difference.
-    Caveats: the cycles are as long as the profile's budget allows (source 004: 40 epochs each);
-    with short cycles the early snapshots may be weaker than the last, so the table gives the
-    ensemble of the last m snapshots for every m (reported, not tested).
+    Reported beside it (not tested): the ensemble of the last m snapshots for every m, and the
+    diversity of the members: mean pairwise disagreement of the predicted test classes among a
+    run's M snapshots (mean over seeds) and among the independently trained standard-schedule
+    models of the same seeds (`snapshot_baseline`), Huang et al.'s comparison.
+    Caveats: the cycles' convergence check (module docstring); source 004's cycles are 40 epochs.
     """
     runs = _runs(grids, setting, "snapshots")
     by_m = np.array([_ensemble_accuracies(measure, r) for r in runs])  # [seed, m]
     ensemble = by_m[:, -1]
+    standard = {r.config.seed: r for r in _runs(grids, setting, "snapshot_baseline")}
+    paired = [standard[r.config.seed] for r in runs]
     if baseline == "final_snapshot":
         other = by_m[:, 0]
-        configs = [runs[0].config.to_json()]
     else:
-        standard = {r.config.seed: r for r in _runs(grids, setting, "snapshot_baseline")}
-        other = np.array([_ensemble_accuracies(measure, standard[r.config.seed])[0] for r in runs])
-        configs = [runs[0].config.to_json(), standard[runs[0].config.seed].config.to_json()]
+        other = np.array([_ensemble_accuracies(measure, b)[0] for b in paired])
     M = by_m.shape[1]
     rows = [[m, fmt(by_m[:, m - 1].mean())] for m in range(1, M + 1)]
+    diversity = [["snapshots of one run (mean over seeds)", fmt(np.mean([_snapshot_diversity(measure, r) for r in runs]))],
+                 [f"independent standard-schedule models ({len(paired)} seeds)", fmt(_independent_diversity(measure, paired))]]
     claim.check(stats.two_group_test(ensemble, other, "greater", paired=True, effect="difference"),
                 label=f"test accuracy, ensemble of {M} snapshots - {baseline.replace('_', ' ')}",
                 tables=[{"title": "mean test accuracy of the ensemble of the last m snapshots",
-                         "columns": ["m", "accuracy"], "rows": rows}],
-                seeds=[r.config.seed for r in runs], configs=configs)
+                         "columns": ["m", "accuracy"], "rows": rows},
+                        {"title": "diversity: mean pairwise disagreement of predicted test classes",
+                         "columns": ["members", "disagreement"], "rows": diversity}],
+                caveats=[_cycles_converged(profile, runs)],
+                seeds=[r.config.seed for r in runs], configs=[runs[0].config.to_json(), paired[0].config.to_json()])
 
 
 @pytest.mark.claim("SE-3")

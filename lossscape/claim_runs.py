@@ -22,6 +22,16 @@ def freezeout_config(profile: Profile, model: str, **changes) -> RunConfig:
     return cfg.replace(**changes)
 
 
+def fo_rows(profile: Profile) -> dict[str, dict]:
+    """FO-1's rows: "primary" (the grid's FreezeOut setting) and, where the profile gives
+    params.fo.secondary (a table of freeze_* fields), "secondary"."""
+    rows = {"primary": {}}
+    secondary = profile.params.get("fo", {}).get("secondary")
+    if secondary:
+        rows["secondary"] = dict(secondary)
+    return rows
+
+
 def data_parallel(cfg: RunConfig, k: int) -> RunConfig:
     """DP-1 / DP-2: the same run on k data-parallel processes."""
     return cfg.replace(world_size=k)
@@ -58,11 +68,6 @@ def claim_cells(profile: Profile):
                 if dp_devices_present(cfg.device, k):
                     yield setting.id, setting, "dp_equality DP-1 on k ranks", spec, data_parallel(cfg, k)
                     yield setting.id, setting, "dp_equality DP-1 control", spec, per_worker_batch(cfg, k)
-        if k and "dp_timing" in profile.grids:
-            spec = profile.grid("dp_timing")
-            for cfg in spec.configs(setting).values():
-                if dp_devices_present(cfg.device, k):
-                    yield setting.id, setting, "dp_timing DP-2 on k ranks", spec, data_parallel(cfg, k)
         if "schedules" in profile.grids:
             spec = profile.grid("schedules")
             for cfg in spec.configs(setting).values():
@@ -71,8 +76,13 @@ def claim_cells(profile: Profile):
         spec = profile.grid("freezeout")
         levels = profile.params.get("fo", {}).get("t0_levels", [])
         for model in FO_MODELS:
-            t0s = [freezeout_config(profile, model).freeze_t0, UNFROZEN_T0]
+            cfgs = [freezeout_config(profile, model), freezeout_config(profile, model, freeze_t0=UNFROZEN_T0)]
+            if model in FO_MODELS[:2]:  # FO-1's models also train its secondary row
+                cfgs += [freezeout_config(profile, model, **c) for r, c in fo_rows(profile).items() if r != "primary"]
             if model == FO3_MODEL:
-                t0s += [t for t in sorted(levels) if t not in t0s]
-            for t0 in t0s:
-                yield model, None, f"freezeout t0={t0:g}", spec, freezeout_config(profile, model, freeze_t0=t0)
+                cfgs += [freezeout_config(profile, model, freeze_t0=t) for t in sorted(levels)]
+            seen = []
+            for cfg in cfgs:
+                if cfg not in seen:
+                    seen.append(cfg)
+                    yield model, None, f"freezeout t0={cfg.freeze_t0:g} {cfg.freeze_spacing}", spec, cfg

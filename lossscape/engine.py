@@ -277,7 +277,7 @@ class Engine:
         active = None if bool(active.all()) else active
         norms = []
         for j in range(steps):
-            lrs = self._stage_lrs(step, total_steps, epoch + j / steps)
+            lrs = self.stage_lrs(step, total_steps, epoch + j / steps)
             norms.append(self.step(*self.batch(order, j, bs), lrs, active))
             step += 1
             if step in snap_at:
@@ -300,7 +300,7 @@ class Engine:
                 epoch_snapshots=member.epoch_snapshots, best_epoch=member.best_epoch))
         return runs
 
-    def _stage_lrs(self, step: int, total_steps: int, epoch_f: float) -> list[float]:
+    def stage_lrs(self, step: int, total_steps: int, epoch_f: float) -> list[float]:
         if self.cfg.schedule == "freezeout":
             return freezeout.stage_lrs(self.cfg, self.n_stages, step, total_steps)
         return [lr_at(self.cfg, step, total_steps, epoch_f)] * self.n_stages
@@ -311,7 +311,7 @@ class Engine:
         n = len(self.y)
         bs = batch_size_at(self.cfg, 0, n)
         order = self.strategy.members(torch.stack([epoch_permutation(s, 0, n) for s in self.seeds]).to(self.device))
-        lrs = self._stage_lrs(0, 1, 0.0)
+        lrs = self.stage_lrs(0, 1, 0.0)
         fastest = math.inf
         for j in range(steps):
             start = (j * bs) % max(1, n - bs + 1)

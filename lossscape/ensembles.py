@@ -7,6 +7,10 @@ ensemble's are the final weights of runs that differ only in seed.
     probs = ensemble_predict(run, run.snapshots, X, m=3)      # the last 3 snapshots
     snapshot_ensemble_accuracy(run, X, y), snapshot_accuracies(run, X, y)
     independent_ensemble_accuracy(runs, X, y), member_accuracies(runs, X, y)
+    snapshot_disagreement(run, X), independent_disagreement(runs, X)   # diversity
+
+Diversity is the mean pairwise disagreement of the members' predicted classes (Huang et al.'s
+measure of how different snapshots are; an ensemble of identical members gains nothing).
 """
 from __future__ import annotations
 
@@ -56,6 +60,26 @@ def independent_ensemble_accuracy(runs: Sequence[Run], X: torch.Tensor, y: torch
 
 def member_accuracies(runs: Sequence[Run], X: torch.Tensor, y: torch.Tensor) -> list[float]:
     return [accuracy(ensemble_predict(r, [r.final_state], X), y) for r in runs]
+
+
+def pairwise_disagreement(probs: Sequence[torch.Tensor]) -> float:
+    """Mean over member pairs of the share of examples whose predicted classes (argmax) differ."""
+    if len(probs) < 2:
+        raise ValueError(f"probs: got {len(probs)} members; allowed: at least 2")
+    labels = [p.argmax(-1) for p in probs]
+    pairs = [(i, j) for i in range(len(labels)) for j in range(i + 1, len(labels))]
+    return float(sum((labels[i] != labels[j]).double().mean() for i, j in pairs) / len(pairs))
+
+
+def snapshot_disagreement(run: Run, X: torch.Tensor) -> float:
+    """Diversity of the run's snapshots."""
+    return pairwise_disagreement([ensemble_predict(run, [s], X) for s in run.snapshots])
+
+
+def independent_disagreement(runs: Sequence[Run], X: torch.Tensor) -> float:
+    """Diversity of the runs' final models (runs of one architecture)."""
+    arch = _common_architecture(runs)
+    return pairwise_disagreement([ensemble_predict(arch, [r.final_state], X) for r in runs])
 
 
 def _softmax(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,10 @@ stages frozen a step costs F + sum_{i>=k} F_i + sum_{i>k} F_i, F = sum_i F_i. Su
 FreezeOut run's frozen prefixes this predicts the wall-time ratio a purely compute-bound step
 would show (benchmarks/bench_freezeout.py prints it beside measured times).
 
-Wall time: `frozen_step_times` times the engine's step with the first k stages cut from the
-graph, in blocks interleaved over k (lossscape.throughput.interleaved_step_times).
+Wall time: `frozen_step_times` times the engine's step (momentum and Nesterov included) with the
+first k stages cut from the graph, in blocks interleaved over k (lossscape.throughput), and
+`freezeout_time_ratio` sums those times over a FreezeOut run's schedule: the run's training time
+as this session's machine would take it, whichever session trained the run.
 
 Kept apart from lossscape.freezeout on purpose: that module decides what a run computes and is
 part of the run cache's key; a cost model must not invalidate cached runs.
@@ -22,11 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ConfigError, RunConfig
-from .data import load_data
+from .config import RunConfig
 from .freezeout import frozen_prefix, stage_lrs
-from .models import init_model
-from .throughput import interleaved_step_times
+from .throughput import engine_step_times
 
 
 def stage_forward_flops(model: nn.Module, input_shape) -> list[float]:
@@ -68,12 +68,17 @@ def freezeout_flop_ratio(cfg: RunConfig, flops: list[float], total_steps: int) -
 def frozen_step_times(cfg: RunConfig, frozen_levels, *, steps: int = 10, repeats: int = 5,
                       warmup: int = 3) -> dict[int, np.ndarray]:
     """k frozen stages -> seconds per step of each timed block (`repeats` values), for cfg's model,
-    data, batch size, LR and device; `warmup` untimed steps per k come first."""
-    ds, bs = load_data(cfg), cfg.batch_size
-    if bs > len(ds.y_train):
-        raise ConfigError(f"batch_size: got {bs}; allowed: 1..{len(ds.y_train)} (the {cfg.dataset} training set)")
-    n_stages = len(init_model(cfg, cfg.seed, ds.input_shape, ds.n_classes).stages)
+    data, batch size, optimizer and device; `warmup` untimed steps per k come first."""
     levels = list(frozen_levels)
-    if any(not 0 <= k < n_stages for k in levels):
-        raise ConfigError(f"frozen_levels: got {levels}; allowed: 0..{n_stages - 1} (at least one stage trains)")
-    return interleaved_step_times(cfg, levels, lambda k: (bs, k), steps=steps, repeats=repeats, warmup=warmup)
+    return engine_step_times({k: cfg for k in levels}, frozen={k: k for k in levels}, steps=steps,
+                             repeats=repeats, warmup=warmup).step
+
+
+def freezeout_time_ratio(cfg: RunConfig, n_stages: int, total_steps: int, times: dict[int, np.ndarray]) -> np.ndarray:
+    """Per timed block: a FreezeOut run's training time over the same run unfrozen, from step times
+    measured at every frozen prefix (k -> seconds per step, one value per block): sum over the
+    schedule's steps of the time at that step's frozen prefix, over total_steps x the time at k = 0."""
+    counts = np.bincount([frozen_prefix(stage_lrs(cfg, n_stages, t, total_steps)) for t in range(total_steps)],
+                         minlength=n_stages)
+    frozen = sum(c * np.asarray(times[k]) for k, c in enumerate(counts) if c)
+    return frozen / (total_steps * np.asarray(times[0]))

@@ -1,67 +1,114 @@
-"""Timing one SGD step in the session (claims BS-6, FO-3): nothing here is cached, since a time
-belongs to the machine and the moment it was measured on.
+"""Timing the engine's own training step in the session (claims BS-3, BS-4, BS-6, DP-2, FO-1,
+FO-3, LR-2): nothing here is cached, since a time belongs to the machine and the moment it was
+measured on, and every time a claim reads comes from here (issue 12: cached epoch times carried
+the thread count and load of whichever session trained the run).
 
-The timed step is the engine's, on a single model (a population's stacked step would time several
-models at once): gather a batch from the training tensors on the device, forward (with the first
-k stages cut from the graph where a level freezes some), mean cross-entropy, backward, the plain
-SGD update with foreach ops (torch.optim's first use imports torch._dynamo, seconds that would
-land in the first timed block). Per level, `warmup` untimed steps come first; then `repeats`
-timed blocks of `steps` steps each, interleaved over the levels (round-robin), so a change in the
-machine's load during the sweep falls on every level alike.
+The timed step is the engine's (a single-model `lossscape.engine.Engine`, its `batch` and `step`): gather a
+batch from the training tensors on the device, forward (with the first k stages cut from the graph
+where a level freezes some), mean cross-entropy, backward, and the config's update: momentum,
+Nesterov and weight decay included, over the stages that still train. Each level is its own
+engine (its own config and weights); `warmup` untimed steps per level come first, then `repeats`
+timed blocks of `steps` consecutive steps (epoch 0's batches), interleaved over the levels
+(round-robin), so a change in the machine's load during the sweep falls on every level alike.
+With `evaluate`, each block also times one evaluation pass over every split (what the engine
+does after each epoch).
 """
 from __future__ import annotations
 
+import math
+import os
+import platform
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import ConfigError, RunConfig
 from .data import load_data
-from .models import init_model, stage_of
+from .data_order import epoch_permutation
+from .engine import Engine
+from .schedules import batch_size_at
 
 
-def interleaved_step_times(cfg: RunConfig, levels, setting: Callable[[int], tuple[int, int]], *,
-                           steps: int, repeats: int, warmup: int) -> dict[int, np.ndarray]:
-    """level -> seconds per step of each timed block (`repeats` values).
+@dataclass
+class StepTimes:
+    """Per level: seconds per step of each timed block; with evaluate, seconds of one evaluation
+    pass per block; and each level's steps per epoch."""
+    step: dict
+    evaluation: dict
+    steps_per_epoch: dict
 
-    `setting(level)` gives (batch size, number of leading stages frozen) for that level.
+    def epoch(self, level, with_evaluation: bool = False) -> np.ndarray:
+        """Seconds per epoch of each block: steps per epoch x step time (+ one evaluation pass)."""
+        t = self.steps_per_epoch[level] * self.step[level]
+        return t + self.evaluation[level] if with_evaluation else t
+
+
+def engine_step_times(configs: dict, *, steps: int, repeats: int, warmup: int = 3,
+                      frozen: dict | None = None, evaluate: bool = False) -> StepTimes:
+    """level -> RunConfig: time each config's engine step in interleaved blocks (module docstring).
+
+    frozen: level -> number of leading stages frozen (their LR set to 0, so the engine leaves them
+    out of the update and, under schedule "freezeout", out of the backward); none by default.
     """
-    ds = load_data(cfg)
-    device = torch.device(cfg.device)
-    X = ds.X_train.to(device, getattr(torch, cfg.dtype))
-    y = ds.y_train.to(device)
-    n = len(y)
-    model = init_model(cfg, cfg.seed, ds.input_shape, ds.n_classes).to(device).train()
-    named = list(model.named_parameters())
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-    starts = torch.Generator().manual_seed(cfg.seed + 1)
+    frozen = frozen or {}
+    engines, batches, lrs = {}, {}, {}
+    for level, cfg in configs.items():
+        if cfg.world_size != 1:
+            raise ConfigError(f"world_size: got {cfg.world_size}; allowed: 1 (a step of one process)")
+        eng = Engine(cfg, [cfg.seed], stacked=False)
+        k = frozen.get(level, 0)
+        if not 0 <= k < eng.n_stages:
+            raise ConfigError(f"frozen: got {k} for level {level!r}; allowed: 0..{eng.n_stages - 1} (at least one stage trains)")
+        if k and cfg.schedule != "freezeout":
+            raise ConfigError(f"frozen: got {k} with schedule {cfg.schedule!r}; allowed: 0 unless schedule='freezeout'")
+        n = len(eng.y)
+        bs = batch_size_at(cfg, 0, n)
+        perm = epoch_permutation(cfg.seed, 0, n).to(eng.device)
+        engines[level], lrs[level] = eng, [0.0 if s < k else lr for s, lr in enumerate(eng.stage_lrs(0, 1, 0.0))]
+        batches[level] = (perm, bs, math.ceil(n / bs))
+    counters = {level: 0 for level in configs}
 
-    def offsets(bs: int, count: int) -> list[int]:
-        return torch.randint(0, n - bs + 1, (count,), generator=starts).tolist()
+    def run_steps(level, count):
+        eng, (perm, bs, per_epoch) = engines[level], batches[level]
+        for _ in range(count):  # the gather is part of the step, as in the engine's epoch
+            eng.step(*eng.batch(perm, counters[level] % per_epoch, bs), lrs[level], None)
+            counters[level] += 1
 
-    def run_steps(level: int, batch_starts: list[int]) -> None:
-        bs, frozen = setting(level)
-        model.frozen_stages = frozen
-        trained = [p for name, p in named if stage_of(name) >= frozen]
-        for start in batch_starts:
-            idx = order[start:start + bs]  # the gather is part of the step, as in the engine
-            grads = torch.autograd.grad(F.cross_entropy(model(X[idx]), y[idx]), trained)
-            with torch.no_grad():
-                torch._foreach_add_(trained, grads, alpha=-cfg.lr)
-
-    levels = list(levels)
-    for level in levels:
-        run_steps(level, offsets(setting(level)[0], warmup))
-    out = {level: np.empty(repeats) for level in levels}
-    timed = block_timer(device)
+    for level in configs:
+        run_steps(level, warmup)
+        if evaluate:
+            _evaluate_all(engines[level])
+    out = StepTimes({lv: np.empty(repeats) for lv in configs}, {lv: np.zeros(repeats) for lv in configs},
+                    {lv: batches[lv][2] for lv in configs})
     for r in range(repeats):
-        for level in levels:
-            batch_starts = offsets(setting(level)[0], steps)  # drawn before the clock starts
-            out[level][r] = timed(lambda: run_steps(level, batch_starts)) / steps
+        for level, eng in engines.items():
+            timed = block_timer(eng.device)
+            out.step[level][r] = timed(lambda: run_steps(level, steps)) / steps
+            if evaluate:
+                out.evaluation[level][r] = timed(lambda: _evaluate_all(eng))
     return out
+
+
+def _evaluate_all(eng: Engine) -> None:
+    for split in eng.splits.values():
+        eng.evaluate(*split)
+
+
+def timing_context(device: str = "cpu") -> str:
+    """What a time was measured on: torch's thread count, the CPU (or GPU), the load average."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    where = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
+    return (f"timed in this session on {where} ({os.cpu_count()} logical CPUs), torch threads "
+            f"{torch.get_num_threads()}, load average {load}")
 
 
 def block_timer(device: torch.device) -> Callable[[Callable[[], None]], float]:
@@ -96,7 +143,8 @@ def training_throughput(cfg: RunConfig, batch_sizes, *, steps: int = 20, repeats
     n = len(load_data(cfg).y_train)
     if any(b > n for b in batch_sizes):
         raise ConfigError(f"batch_sizes: got {sorted(batch_sizes)}; allowed: 1..{n} (the {cfg.dataset} training set)")
-    times = interleaved_step_times(cfg, batch_sizes, lambda bs: (bs, 0), steps=steps, repeats=repeats, warmup=warmup)
+    times = engine_step_times({bs: cfg.replace(batch_size=bs) for bs in batch_sizes}, steps=steps,
+                              repeats=repeats, warmup=warmup).step
     return {bs: bs / t for bs, t in times.items()}
 
 

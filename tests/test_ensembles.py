@@ -151,3 +151,27 @@ def test_bad_arguments_are_refused(run, test_split):
     other = train(CYCLIC.replace(width=4, schedule="constant", snapshots=0, epochs=1))
     with pytest.raises(ValueError, match="different architectures"):
         independent_ensemble_accuracy([run, other], X, test_split[1])
+
+
+def test_pairwise_disagreement_oracle():
+    """Three members over four examples, predicted classes written out: pairs (a, b) differ on 1 of
+    4, (a, c) on 2 of 4, (b, c) on 3 of 4; mean (0.25 + 0.5 + 0.75) / 3 = 0.5."""
+    from lossscape.ensembles import pairwise_disagreement
+
+    def onehot(classes):
+        return F.one_hot(torch.tensor(classes), 3).double() * 0.8 + 0.2 / 3
+
+    a, b, c = onehot([0, 1, 2, 0]), onehot([0, 1, 2, 1]), onehot([0, 2, 1, 1])
+    assert pairwise_disagreement([a, b, c]) == pytest.approx(0.5)
+    assert pairwise_disagreement([a, a]) == 0.0
+    with pytest.raises(ValueError, match="probs"):
+        pairwise_disagreement([a])
+
+
+def test_snapshot_and_independent_disagreement_read_the_members(run, test_split):
+    from lossscape.ensembles import independent_disagreement, pairwise_disagreement, snapshot_disagreement
+
+    X, _ = test_split
+    expected = pairwise_disagreement([ensemble_predict(run, [s], X) for s in run.snapshots])
+    assert snapshot_disagreement(run, X) == expected
+    assert independent_disagreement([run, run], X) == 0.0  # the same model twice agrees with itself

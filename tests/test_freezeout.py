@@ -117,3 +117,20 @@ def test_engine_freezes_each_stage_at_its_step(model):
             # frozen by the end of epoch e: no later change; still training: later steps move it
             assert same == (e * STEPS_PER_EPOCH >= t_i[i]), (i, e)
         assert not all(torch.equal(run.initial_state[k], run.final_state[k]) for k in names)
+
+
+def test_reference_default_schedule_matches_brocks_code():
+    """The reference implementation's default (github.com/ajbrock/FreezeOut, densenet.py): t_0 = 0.8
+    pre-cubed, cubic, scaled; layer i's lr_ratio = (t_0 + (1 - t_0) i / L)^3 with L the last
+    layer's index, max_j = epochs x 1000 x lr_ratio, lr = 0.05 / lr_ratio (1 + cos(pi j / max_j))
+    until j passes max_j. Its numbers for five layers, written out: the first layer freezes at
+    0.512 of training, not at t_0 = 0.8 nor at 0.5^3."""
+    ratios = [0.512, 0.614125, 0.729, 0.857375, 1.0]  # (0.8 + 0.05 i)^3
+    np.testing.assert_allclose(freezeout_fractions(5, 0.8, "cubic"), ratios, rtol=1e-12)
+    epochs = 2
+    T = epochs * 1000
+    for i, ratio in enumerate(ratios):
+        max_j = epochs * 1000 * ratio
+        for j in (0, 1, 250, 511, 1023, 1024, 1500, 1999):
+            reference = 0.05 / ratio * (1 + math.cos(math.pi * j / max_j)) if j <= max_j else 0.0
+            assert freezeout_lr(i, 5, j, T, 0.1, 0.8, "cubic", True) == pytest.approx(reference, rel=1e-12, abs=1e-15)

@@ -49,9 +49,9 @@ def test_freezeout_flop_ratio_follows_the_freeze_steps(t0, spacing):
 
 
 def test_frozen_step_times_returns_positive_times_per_level():
-    cfg = RunConfig(dataset="mnist1d", n_samples=200, model="mlp", width=8, batch_size=16)
+    cfg = RunConfig(dataset="mnist1d", n_samples=200, model="mlp", width=8, batch_size=16, schedule="freezeout")
     times = frozen_step_times(cfg, [0, 2], steps=2, repeats=3, warmup=1)
     assert sorted(times) == [0, 2]
     assert all(v.shape == (3,) and (v > 0).all() for v in times.values())
-    with pytest.raises(ValueError, match="frozen_levels"):
+    with pytest.raises(ValueError, match="frozen"):
         frozen_step_times(cfg, [3])  # every stage frozen: nothing left to train
