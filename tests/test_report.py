@@ -247,14 +247,20 @@ def test_skipped(claim):
 @pytest.mark.claim("GEO-3")
 def test_forgot(claim):
     pass
+
+@pytest.mark.claim("GEO-4")
+def test_skips_in_its_body(claim):
+    pytest.skip("no measured speedup on this machine")
 ''')
     run = pytester.runpytest(*INNER, "--report-only")
-    run.assert_outcomes(failed=1, skipped=1, passed=2, errors=1)
+    # a skip inside the body is a skip, not "ended without calling claim.check()"
+    run.assert_outcomes(failed=1, skipped=2, passed=2, errors=1)
     results = _results(pytester)
     assert results["DP-1"]["verdict"] == "supported" and results["DP-1"]["p_adjusted"] is None
     assert results["GEO-1"]["verdict"] == "error" and "bug in the claim test" in results["GEO-1"]["measured_text"]
     assert results["GEO-2"]["verdict"] == "skipped" and results["GEO-2"]["measured_text"] == "needs CUDA"
     assert results["GEO-3"]["verdict"] == "error" and "claim.check()" in results["GEO-3"]["measured_text"]
+    assert results["GEO-4"]["verdict"] == "skipped" and "no measured speedup" in results["GEO-4"]["measured_text"]
 
 
 def test_unknown_id_is_a_usage_error_and_plain_runs_write_nothing(pytester):

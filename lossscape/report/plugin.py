@@ -52,7 +52,7 @@ class _RunState:
 
 
 _STATE = pytest.StashKey[_RunState]()
-_CALL_FAILED = pytest.StashKey[bool]()
+_CALL_ENDED_EARLY = pytest.StashKey[bool]()
 _WRITER = "lossscape-report-writer"
 
 
@@ -144,7 +144,7 @@ def claim(request: pytest.FixtureRequest):
     recorder = ClaimRecorder(request.node, load_catalog().claims[cid], state.report_dir, state.m, state.report_only,
                              is_check=_is_check(request.node))
     yield recorder
-    if recorder.result is None and not request.node.stash.get(_CALL_FAILED, True):
+    if recorder.result is None and not request.node.stash.get(_CALL_ENDED_EARLY, True):
         pytest.fail(f"{cid}: the test ended without calling claim.check()", pytrace=False)
 
 
@@ -153,4 +153,5 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call":
-        item.stash[_CALL_FAILED] = report.failed  # read by the fixture's teardown
+        # read by the fixture's teardown: a body that failed or skipped itself owes no check()
+        item.stash[_CALL_ENDED_EARLY] = report.failed or report.skipped
