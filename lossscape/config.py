@@ -73,6 +73,10 @@ class RunConfig:
     device: str = "cpu"
     dtype: str = "float32"
     record_snapshots: tuple[int, ...] = field(default=())  # extra epochs at which to keep weights
+    # a continuation (GEO-9): the canonical JSON of the config whose run's final weights this run
+    # starts from, seed by seed (stored with seed 0; each member takes its own seed's run); None: the
+    # seeded initialization. Left out of the JSON when None, so every other config keeps its key.
+    init_from: str | None = None
 
     def __post_init__(self):
         _normalize(self)
@@ -83,6 +87,8 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["decay_epochs"] = list(self.decay_epochs)
         d["record_snapshots"] = list(self.record_snapshots)
+        if d["init_from"] is None:
+            del d["init_from"]
         return d
 
     def to_json(self) -> str:
@@ -133,6 +139,12 @@ def _normalize(c: RunConfig) -> None:
                 except OverflowError:
                     _fail(f.name, value, "a finite number")
         object.__setattr__(c, f.name, value)
+    if isinstance(c.init_from, str):  # one parent, one spelling: canonical JSON at seed 0
+        try:
+            parent = RunConfig.from_json(c.init_from)
+        except (ValueError, TypeError) as exc:
+            _fail("init_from", c.init_from, f"None or the JSON of a valid RunConfig ({exc})")
+        object.__setattr__(c, "init_from", parent.replace(seed=0).to_json())
 
 
 def _plain(value):
@@ -216,6 +228,10 @@ def _validate(c: RunConfig) -> None:
         _fail("device", c.device, ", ".join(DEVICES))
     if c.dtype not in DTYPES:
         _fail("dtype", c.dtype, ", ".join(DTYPES))
+    if c.init_from is not None and not isinstance(c.init_from, str):
+        _fail("init_from", c.init_from, "None or the JSON of a valid RunConfig")
+    if c.init_from is not None and c.world_size > 1:
+        _fail("world_size", c.world_size, "1 when init_from is set (data-parallel runs start from their seeded initialization)")
     if any(not _is_int(e) or not 0 < e <= c.epochs for e in c.record_snapshots):
         _fail("record_snapshots", c.record_snapshots, f"epochs between 1 and epochs ({c.epochs})")
 

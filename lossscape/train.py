@@ -72,21 +72,25 @@ class Run:
         return np.array([h[name] for h in self.history], dtype=float)
 
 
-def train(cfg: RunConfig, *, progress: Callable[[int, dict], None] | None = None) -> Run:
+def train(cfg: RunConfig, *, progress: Callable[[int, dict], None] | None = None,
+          init: dict[int, dict] | None = None) -> Run:
     """Train one configuration; a world_size > 1 config runs data-parallel (lossscape.parallel).
 
+    `init` ({seed: state dict}) is given exactly when cfg.init_from names a parent run: the run
+    starts from init[cfg.seed] instead of its seeded initialization (a continuation).
     A config whose estimated memory exceeds the device's is refused first (lossscape.footprint)."""
+    _check_init(cfg, init, [cfg.seed])
     check_memory(cfg, 1, load_data(cfg), EVAL_CHUNK)
     if cfg.world_size > 1:
         from .parallel import train_ddp
         return train_ddp(cfg, progress=progress)
-    run = _Engine(cfg, [cfg.seed], stacked=False, progress=progress).run()[0]
+    run = _Engine(cfg, [cfg.seed], stacked=False, progress=progress, init=init).run()[0]
     run.engine_path = {"kind": "single", "members_per_chunk": 1, "threads": torch.get_num_threads()}
     return run
 
 
 def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], None] | None = None,
-                     path: str | None = None) -> list[Run]:
+                     path: str | None = None, init: dict[int, dict] | None = None) -> list[Run]:
     """Train cfg once per seed: as stacked models (chunks of members) or as a loop of `train`.
 
     path=None lets a short probe choose (`choose_path`); "stacked" (all members in one chunk) or
@@ -99,6 +103,7 @@ def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], N
     if path not in PATHS:
         raise ValueError(f"path: got {path!r}; allowed: {', '.join(map(repr, PATHS))}")
     seeds = [int(s) for s in seeds]
+    _check_init(cfg, init, seeds)
     check_memory(cfg, len(seeds), load_data(cfg), EVAL_CHUNK)
     with torch.random.fork_rng(devices=[]):  # a probe for BatchNorm; the caller's RNG stays put
         probe = build_model(cfg.model, *_shape_and_classes(cfg), cfg.width)
@@ -109,11 +114,11 @@ def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], N
     else:
         chosen = choose_path(cfg, len(seeds))
     if chosen["kind"] == "loop":
-        runs = [train(cfg.replace(seed=s), progress=progress) for s in seeds]
+        runs = [train(cfg.replace(seed=s), progress=progress, init=init) for s in seeds]
     else:
         k = chosen["members_per_chunk"]
         runs = [run for i in range(0, len(seeds), k)
-                for run in _Engine(cfg, seeds[i:i + k], stacked=True, progress=progress).run()]
+                for run in _Engine(cfg, seeds[i:i + k], stacked=True, progress=progress, init=init).run()]
     for run in runs:
         run.engine_path = dict(chosen)
     return runs
@@ -155,6 +160,15 @@ def choose_path(cfg: RunConfig, members: int) -> dict:
                               "threads": torch.get_num_threads(),
                               "probe_s_per_member_step": {str(k): t for k, t in per_member.items()}}
     return _chosen_paths[key]
+
+
+def _check_init(cfg: RunConfig, init, seeds) -> None:
+    """A continuation's weights come with it, and only with it: the cache key (cfg.init_from) must
+    say where every stored run's weights came from."""
+    if (cfg.init_from is None) != (init is None):
+        raise ValueError("init: give the parent runs' final states exactly when cfg.init_from names the parent")
+    if init is not None and any(s not in init for s in seeds):
+        raise ValueError(f"init: no state for seeds {[s for s in seeds if s not in init]}")
 
 
 def load_data(cfg: RunConfig, data_dir=None):
@@ -225,7 +239,8 @@ class _Engine:
     global batch, which is DistributedSampler's shard, and runs its forward through `wrap` (DDP)."""
 
     def __init__(self, cfg: RunConfig, seeds: list[int], *, stacked: bool, progress=None, data_dir=None,
-                 rank: int = 0, world: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None):
+                 rank: int = 0, world: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None,
+                 init: dict[int, dict] | None = None):
         self.cfg, self.seeds, self.stacked, self.progress = cfg, seeds, stacked, progress
         self.rank, self.world = rank, world
         self.device = torch.device(cfg.device)
@@ -243,6 +258,9 @@ class _Engine:
         if ds.X_test is not None:
             self.splits["test"] = (put(ds.X_test), put(ds.y_test))
         self.models = [init_model(cfg, s, ds.input_shape, ds.n_classes).to(self.device) for s in seeds]
+        if init:  # a continuation (cfg.init_from): each member starts from its seed's parent weights
+            for model, s in zip(self.models, seeds):
+                model.load_state_dict(init[s])
         self.initial = [_cpu_state(m) for m in self.models]
         self.base = self.models[0]
         if stacked:

@@ -114,3 +114,19 @@ def test_seeds_whose_data_seed_overflows_int64_are_refused_D3():
     for seed in (MAX_SEED + 1, 2**70):
         with pytest.raises(ConfigError, match=f"^seed: got {seed}; allowed: an integer in 0..{MAX_SEED}$"):
             RunConfig(seed=seed)
+
+
+def test_init_from_is_canonical_and_absent_from_the_key_when_unset():
+    parent = RunConfig(batch_size=1024, lr=0.1, seed=3)
+    a = RunConfig(init_from=parent.to_json())
+    b = RunConfig(init_from=json.dumps(json.loads(parent.replace(seed=7).to_json()), indent=2))
+    assert a.init_from == b.init_from == parent.replace(seed=0).to_json()  # any seed, any spelling
+    assert a.key() == b.key() != RunConfig().key()
+    assert "init_from" not in RunConfig().to_dict()  # every config without a parent keeps its key
+    assert RunConfig.from_json(a.to_json()) == a
+
+
+@pytest.mark.parametrize("value", ["not json", '{"lr": -1}', 3])
+def test_bad_init_from_names_the_field(value):
+    with pytest.raises(ConfigError, match="^init_from: "):
+        RunConfig(init_from=value)
