@@ -480,12 +480,16 @@ GEO8_LARGE_SHARE = 0.5
 GEO8_HALF_LR_GRID = "minimizer_half_lr"
 
 
+def _spectra_of(measure, run, X, y, n) -> list[float]:
+    """The run's top GEO8_TOP_K Hessian eigenvalues over the first n examples, largest first (cached)."""
+    params = {"examples": n, "k": GEO8_TOP_K, "tol": 1e-4, "seed": 0}
+    return measure(run, "hessian_top_eigenvalues", params, lambda: g.hessian_top_eigenvalues(
+        run.model(), X[:n], y[:n], k=GEO8_TOP_K, tol=1e-4, seed=0))
+
+
 def _spectra(grid, measure, X, y, n) -> dict[int, np.ndarray]:
     """batch size -> (seeds, GEO8_TOP_K) top Hessian eigenvalues, largest first."""
-    params = {"examples": n, "k": GEO8_TOP_K, "tol": 1e-4, "seed": 0}
-    return {bs: np.array([measure(r, "hessian_top_eigenvalues", params, lambda r=r: g.hessian_top_eigenvalues(
-                r.model(), X[:n], y[:n], k=GEO8_TOP_K, tol=1e-4, seed=0)) for r in runs])
-            for bs, runs in grid.by_batch().items()}
+    return {bs: np.array([_spectra_of(measure, r, X, y, n) for r in runs]) for bs, runs in grid.by_batch().items()}
 
 
 @pytest.mark.claim("GEO-8", design=("trend", "minimizer"))
@@ -545,3 +549,78 @@ def test_geo8_top_hessian_eigenvalue_rises_with_batch_size(claim, grids, setting
                          "the top eigenvalue changes under reparametrizations that leave the function unchanged "
                          "(Dinh et al. 2017); X-3 checks an adaptive measure"],
                 seeds=list(grid.spec.seeds), configs=grid.config_labels())
+
+
+# -- GEO-9 -----------------------------------------------------------------------------------------
+
+GEO9_PARENT_GRID = "minimizer_pairs"  # each seed's largest-batch minimizer, 11 seeds
+GEO9_GRID = "escape"                  # the continuations: smallest and largest batch, same LR and epochs
+
+
+def _continuations(grid_spec, setting, parents, store):
+    """batch size -> each seed's continuation of its parent (same seed, same LR), trained through
+    the cache; the config names its parent (init_from), so the key says where the weights came from."""
+    init = {r.config.seed: r.final_state for r in parents}
+    parent_cfg = parents[0].config.to_json()
+    return {bs: store.get_or_train_population(cfg.replace(init_from=parent_cfg), grid_spec.seeds, init=init)
+            for (bs, _), cfg in sorted(grid_spec.configs(setting).items())}
+
+
+@pytest.mark.claim("GEO-9", design=("paired", GEO9_GRID))
+@pytest.mark.parametrize("part", ["small_batch_falls", "small_below_large"])
+@pytest.mark.parametrize("sharpness", ["phi", "top_eigenvalue"])
+def test_geo9_small_batches_escape_sharp_basins(claim, grids, setting, profile, store, measure, sharpness, part):
+    """GEO-9: large-batch training is attracted to sharp basins and cannot escape them; small-batch
+    training escapes to flatter regions.
+
+    Source 002 (quoting Keskar et al. 2017): large-batch methods "are attracted to regions with sharp
+    minimizers and, unlike small-batch methods, are unable to escape the basins of attraction".
+    Scientific parameter: the continuation's batch size (the grid's smallest and largest).
+    Fixed: the starting point (each seed's largest-batch minimizer of grid `minimizer_pairs`, 11
+    seeds, stopped at training loss 0.01), the LR (the setting's, the one it was trained at), the
+    number of epochs (grid `escape`: the epochs the smallest batch needs to reach the minimizer
+    target from initialization, in the pilot: time enough to find a minimizer of its own), SGD
+    without momentum, model, data; each continuation keeps its seed's data order.
+    Sharpness, before (the parent) and after each continuation: Keskar et al.'s phi (eps 1e-3, full
+    space, GEO-6's measurement) and the top Hessian eigenvalue (GEO-8's Lanczos); one result each.
+    Per seed: d_B = log(sharpness after the continuation at batch B / sharpness before).
+    Two parts per measure (four Holm hypotheses), paired by seed:
+    - `small_batch_falls`: d_small < 0, exact sign-flip test over seeds (stats.threshold_test),
+      effect = mean of d_small (exp of it is the geometric-mean ratio after/before).
+    - `small_below_large`: d_small < d_large ("unlike small-batch methods"), exact sign-flip test
+      of the per-seed differences. d_large with its CI is reported beside it.
+    Caveat: the continuations end wherever their epochs end, not at a matched training loss; their
+    final training losses are in the table.
+    """
+    parents = grids(setting, GEO9_PARENT_GRID)
+    start = parents.by_batch()[max(parents.batch_sizes)]
+    spec = profile.grid(GEO9_GRID)
+    if tuple(spec.seeds) != tuple(parents.spec.seeds):
+        raise ValueError(f"grid `{GEO9_GRID}` must train the seeds of `{GEO9_PARENT_GRID}` (one continuation per parent)")
+    after = _continuations(spec, setting, start, store)
+    X, y = _data(parents)
+    n = min(profile.params["hessian_examples"], len(y))
+    if sharpness == "phi":
+        value, name = (lambda r: keskar_phi(measure, r, X, y)), "phi (eps 1e-3, full space)"
+    else:
+        value, name = (lambda r: _spectra_of(measure, r, X, y, n)[0]), "top Hessian eigenvalue"
+    before = np.array([value(r) for r in start])
+    d = {bs: np.log(np.array([value(r) for r in runs]) / before) for bs, runs in after.items()}
+    small, large = min(d), max(d)
+    rows = [[f"start (bs {max(parents.batch_sizes)} minimizer)", _mean_sd(before), "",
+             _mean_sd([r.history[-1]["train_loss"] for r in start])]]
+    rows += [[f"after {spec.fields['epochs']} epochs at bs {bs}", _mean_sd(np.exp(d[bs]) * before),
+              "{:+.3g} [{:.3g}, {:.3g}]".format(np.mean(d[bs]), *stats.mean_ci(d[bs])), _mean_sd([r.history[-1]["train_loss"] for r in runs])]
+             for bs, runs in after.items()]
+    tables = [{"title": f"{name} before and after each continuation (mean ± s.d. over seeds); d = log(after / before) "
+                        "with its mean and 95% CI",
+               "columns": ["", name, "mean d [CI]", "training loss"], "rows": rows}]
+    if part == "small_batch_falls":
+        result = stats.threshold_test(d[small], 0.0, "less", effect_name=f"mean log({name} after bs {small} / before)")
+    else:
+        result = stats.two_group_test(d[small], d[large], "less", paired=True, effect="difference")
+    claim.check(result, label=f"{name}: continuation at bs {small} vs bs {large} from the bs "
+                              f"{max(parents.batch_sizes)} minimizer;", tables=tables,
+                caveats=[*minimizer_caveats(parents), "the continuations end after a fixed number of epochs, not at a "
+                         "matched training loss (see the table)"],
+                seeds=list(spec.seeds), configs=[c.to_json() for c in spec.configs(setting).values()])
