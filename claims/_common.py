@@ -1,5 +1,6 @@
-"""Helpers shared by the claim modules: per-batch-size values, the arrays a trend test takes, and
-the single-model time to the minimum validation loss (BS-4, DP-2)."""
+"""Helpers shared by the claim modules: per-batch-size values, the arrays a trend test takes, the
+minimizers' caveats and gradient gate (GEO, BS-7, X-3), and the single-model time to the minimum
+validation loss (BS-4, DP-2)."""
 import numpy as np
 
 from lossscape import geometry, stats
