@@ -27,9 +27,9 @@ def counted(monkeypatch):
     calls = []
     real = cache_mod.train
 
-    def fake(cfg, progress=None):
+    def fake(cfg, progress=None, init=None):
         calls.append(cfg.seed)
-        return real(cfg, progress=progress)
+        return real(cfg, progress=progress, init=init)
     monkeypatch.setattr(cache_mod, "train", fake)
     return calls
 
