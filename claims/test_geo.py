@@ -1,10 +1,12 @@
 """GEO: where minimizers sit and how sharp they are (CLAIMS.md, family GEO).
 
-Two grids (lossscape/profiles/). `minimizer` trains every batch size to the same target training
-loss, so GEO-1 and GEO-5..8 compare minimizers that fit the data equally well; a run that stopped
-for any other reason is named in a caveat. `budget` trains a fixed number of epochs at the same
-LR: GEO-2 and GEO-3 are about the training dynamics themselves, and GEO-4 takes its trained model
-from it. Every costly number goes through `measure`, so a warm re-run only re-renders.
+Grids (lossscape/profiles/). `minimizer` trains every batch size to the same target training
+loss (0.01 on the cpu profile: a real minimizer), so GEO-1 and GEO-5..8 compare minimizers that fit
+the data equally well; a run that stopped for any other reason is named in a caveat, and each
+reports the gradient gate (claims/_common.gradient_gate). `budget` trains a fixed number of epochs
+at the same LR: GEO-2 and GEO-3 are about the training dynamics themselves, and GEO-4 takes its
+trained model from it. GEO-9 continues `minimizer_pairs`' largest-batch minimizers (grid
+`escape`). Every costly number goes through `measure`, so a warm re-run only re-renders.
 """
 import json
 
