@@ -1,8 +1,9 @@
-"""Helpers shared by the claim modules: per-batch-size values, the arrays a trend test takes, and
-the time to the minimum validation loss (BS-4, DP-2), timed in the session."""
+"""Helpers shared by the claim modules: per-batch-size values, the arrays a trend test takes, the
+minimizers' caveats and gradient gate (GEO, BS-7, X-3), and the time to the minimum validation loss
+(BS-4, DP-2), timed in the session."""
 import numpy as np
 
-from lossscape import stats
+from lossscape import geometry, stats
 from lossscape.report.result import fmt
 from lossscape.throughput import engine_step_times, timing_context
 
@@ -38,6 +39,50 @@ def minimizer_caveats(grid) -> list[str]:
         caveats.append(f"not at the target training loss {grid.spec.fields['target_loss']:g}, so not a comparable "
                        f"minimizer: {', '.join(missed)}")
     return caveats
+
+
+# The gradient gate (issue 12): a minimizer's phi should measure the curvature around it, not the
+# slope left where it stopped. Fixed before the runs at 0.01 were trained: a run fails the gate when
+# phi's first-order part is more than half of phi (eps 1e-3, full space, GEO-6's own measurement).
+GATE_EPSILON = 1e-3
+GATE_MAX_FIRST_ORDER_SHARE = 0.5
+
+
+def keskar_phi(measure, run, X, y, epsilon=GATE_EPSILON, subspace_dim=None) -> float:
+    """Keskar et al.'s phi of the run's final weights (L-BFGS-B, 10 iterations, seed 0), cached:
+    GEO-6, GEO-9, X-3 and the gradient gate share one entry per run and box."""
+    return measure(run, geometry.keskar_sharpness, X, y, epsilon=epsilon, subspace_dim=subspace_dim, maxiter=10, seed=0)
+
+
+def keskar_first_order(measure, run, X, y, epsilon=GATE_EPSILON) -> dict:
+    """phi's first-order part, the full-batch gradient norm and the loss at the run's final weights
+    (geometry.keskar_first_order), cached."""
+    return measure(run, geometry.keskar_first_order, X, y, epsilon=epsilon)
+
+
+def gradient_gate(grid, measure, X, y) -> tuple[dict, list[str]]:
+    """The gradient gate of a minimizer grid: a report table (per batch size: full-batch gradient
+    norm, phi, its first-order part and that part's share of phi, mean +- s.d. over seeds) and a
+    caveat naming every run whose first-order part exceeds GATE_MAX_FIRST_ORDER_SHARE of phi."""
+    rows, failed = [], []
+    for bs, runs in grid.by_batch().items():
+        first = [keskar_first_order(measure, r, X, y) for r in runs]
+        phi = np.array([keskar_phi(measure, r, X, y) for r in runs])
+        fo = np.array([f["first_order"] for f in first])
+        share = fo / np.maximum(phi, 1e-12)
+        grad = np.array([f["grad_norm"] for f in first])
+        failed += [f"bs {bs} seed {r.config.seed} ({fmt(s, 2)})" for r, s in zip(runs, share)
+                   if s > GATE_MAX_FIRST_ORDER_SHARE]
+        rows.append([bs, *(f"{fmt(np.mean(v))} ± {fmt(np.std(v, ddof=1) if len(v) > 1 else 0.0, 2)}"
+                           for v in (grad, phi, fo, share))])
+    table = {"title": f"gradient gate at the stop point (eps {GATE_EPSILON:g}, full space; mean ± s.d. over seeds): "
+                      f"a run passes when phi's first-order part eps sum|g_i|(|x_i|+1)/(1+f) is at most "
+                      f"{GATE_MAX_FIRST_ORDER_SHARE:g} of phi",
+             "columns": ["batch size", "full-batch gradient norm", "phi", "first-order part", "share of phi"],
+             "rows": rows}
+    caveats = [f"gradient gate failed (phi's first-order part above {GATE_MAX_FIRST_ORDER_SHARE:g} of phi, so phi "
+               f"there measures the slope more than the curvature): {', '.join(failed)}"] if failed else []
+    return table, caveats
 
 
 def single_model(grid):

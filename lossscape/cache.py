@@ -223,13 +223,15 @@ class RunStore:
         return value
 
     # -- train when missing ----------------------------------------------------------------
-    def get_or_train(self, cfg: RunConfig, progress=None) -> Run:
-        return self._get_or_make([cfg], lambda missing: [train(missing[0], progress=progress)])[0]
+    def get_or_train(self, cfg: RunConfig, progress=None, init=None) -> Run:
+        return self._get_or_make([cfg], lambda missing: [train(missing[0], progress=progress, init=init)])[0]
 
-    def get_or_train_population(self, cfg: RunConfig, seeds, progress=None) -> list[Run]:
-        """Cached members come from the store; the missing ones train together as one population."""
+    def get_or_train_population(self, cfg: RunConfig, seeds, progress=None, init=None) -> list[Run]:
+        """Cached members come from the store; the missing ones train together as one population.
+        `init`: {seed: state} of a continuation (cfg.init_from), as train_population takes it."""
         return self._get_or_make([cfg.replace(seed=int(s)) for s in seeds],
-                                 lambda missing: train_population(cfg, [c.seed for c in missing], progress=progress))
+                                 lambda missing: train_population(cfg, [c.seed for c in missing], progress=progress,
+                                                                  init=init))
 
     def _get_or_make(self, cfgs: list[RunConfig], make) -> list[Run]:
         """The runs of cfgs: loaded where stored, else made by make(missing cfgs) and stored.

@@ -3,7 +3,9 @@
 The claims build these configs here, and lossscape.plan counts (and lossscape.sweep trains) the
 same ones, so a swept cache leaves `pytest claims` nothing to train. One kind cannot be listed
 before training: X-1 retrains lr_grid's smallest-batch runs up to the epoch they first reached
-X-2's target, which only their results say; those few short runs train in the claims session.
+X-2's target, which only their results say; those few short runs train in the claims session. Nor
+can GEO-9's continuations (grid `escape`): each starts from a parent run's final weights, which
+exist only once the parent has trained, so they too train in the claims session.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ UNFROZEN_T0 = 1.0  # FO's baseline: every stage keeps its LR to the end, nothing
 FO_MODELS = ("resnet_small", "densenet_small", "vgg_small")  # FO-1's two models, FO-2's VGG
 FO3_MODEL = "resnet_small"  # FO-3 also trains it at params.fo.t0_levels
 PER_MODEL_GRIDS = ("freezeout",)  # grids the claims cross with FO_MODELS, not with the settings
+CONTINUATION_GRIDS = ("escape",)  # GEO-9: runs that start from a parent's weights (RunConfig.init_from)
 
 
 def freezeout_config(profile: Profile, model: str, **changes) -> RunConfig:
@@ -58,7 +61,7 @@ def claim_cells(profile: Profile):
     trains (each for the grid's seeds, as a population where the grid says so), but X-1's
     retrains. owner: a setting id, or the model for the per-model grids (setting None there)."""
     for setting, spec, cfg in profile.cells():
-        if spec.name not in PER_MODEL_GRIDS:
+        if spec.name not in PER_MODEL_GRIDS + CONTINUATION_GRIDS:
             yield setting.id, setting, spec.name, spec, cfg
     k = profile.params.get("dp", {}).get("world_size")
     for setting in profile.settings:

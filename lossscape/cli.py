@@ -105,7 +105,7 @@ def _config_options(r) -> None:
     a field added to the config is an option here without another line. --seed shares a group with
     --seeds, the population."""
     seeds = r.add_mutually_exclusive_group()
-    for f in dataclasses.fields(RunConfig):
+    for f in _cli_fields():
         kind = f.type.split(" | ")[0]
         help_text = f"{f.metadata.get('help', '')} (default: %(default)s)".strip()
         kw = {"default": f.default, "help": help_text}
@@ -141,8 +141,13 @@ def _profile_parsers(sub) -> None:
     pi.add_argument("--data-dir", default=None, help="folder with the mnist / cats_vs_dogs files (or LOSSSCAPE_DATA)")
 
 
+def _cli_fields():
+    """RunConfig's fields a command line can set (init_from needs a parent run's weights)."""
+    return [f for f in dataclasses.fields(RunConfig) if f.metadata.get("cli", True)]
+
+
 def _config(a) -> RunConfig:
-    return RunConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(RunConfig)})
+    return RunConfig(**{f.name: getattr(a, f.name) for f in _cli_fields()})
 
 
 def _say(text: str) -> None:

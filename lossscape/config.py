@@ -169,6 +169,11 @@ class RunConfig:
     device: str = "cpu"
     dtype: str = "float32"
     record_snapshots: tuple[int, ...] = _doc((), "extra epochs at which to keep weights, e.g. 5,10")
+    # a continuation (GEO-9): the canonical JSON of the config whose run's final weights this run
+    # starts from, seed by seed (stored with seed 0; each member takes its own seed's run); None: the
+    # seeded initialization. Left out of the JSON when None, so every other config keeps its key.
+    # Not a command-line option: the parent's weights come from the cache (claims, RunStore).
+    init_from: str | None = field(default=None, metadata={"cli": False})
 
     def __post_init__(self):
         _normalize(self)
@@ -179,6 +184,8 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["decay_epochs"] = list(self.decay_epochs)
         d["record_snapshots"] = list(self.record_snapshots)
+        if d["init_from"] is None:
+            del d["init_from"]
         return d
 
     def to_json(self) -> str:
@@ -229,6 +236,12 @@ def _normalize(c: RunConfig) -> None:
                 except OverflowError:
                     _fail(f.name, value, "a finite number")
         object.__setattr__(c, f.name, value)
+    if isinstance(c.init_from, str):  # one parent, one spelling: canonical JSON at seed 0
+        try:
+            parent = RunConfig.from_json(c.init_from)
+        except (ValueError, TypeError) as exc:
+            _fail("init_from", c.init_from, f"None or the JSON of a valid RunConfig ({exc})")
+        object.__setattr__(c, "init_from", parent.replace(seed=0).to_json())
 
 
 def _plain(value):
@@ -323,6 +336,10 @@ def _check_stop_and_place(c: RunConfig) -> None:
         _fail("world_size", c.world_size, "a positive integer")
     if c.batch_size % c.world_size:
         _fail("batch_size", c.batch_size, f"a multiple of world_size ({c.world_size}): each rank takes batch_size / world_size")
+    if c.init_from is not None and not isinstance(c.init_from, str):
+        _fail("init_from", c.init_from, "None or the JSON of a valid RunConfig")
+    if c.init_from is not None and c.world_size > 1:
+        _fail("world_size", c.world_size, "1 when init_from is set (data-parallel runs start from their seeded initialization)")
     if any(not _is_int(e) or not 0 < e <= c.epochs for e in c.record_snapshots):
         _fail("record_snapshots", c.record_snapshots, f"epochs between 1 and epochs ({c.epochs})")
 

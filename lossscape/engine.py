@@ -116,7 +116,8 @@ class Engine:
     """
 
     def __init__(self, cfg: RunConfig, seeds: list[int], *, stacked: bool, progress=None, data_dir=None,
-                 rank: int = 0, world: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None):
+                 rank: int = 0, world: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None,
+                 init: dict[int, dict] | None = None):
         self.cfg, self.seeds, self.progress = cfg, seeds, progress
         self.rank, self.world = rank, world
         self.device = torch.device(cfg.device)
@@ -131,6 +132,9 @@ class Engine:
         if ds.X_test is not None:
             self.splits["test"] = (self._put(ds.X_test), self._put(ds.y_test))
         models = [init_model(cfg, s, ds.input_shape, ds.n_classes).to(self.device) for s in seeds]
+        if init:  # a continuation (cfg.init_from): each member starts from its seed's parent weights
+            for model, s in zip(models, seeds):
+                model.load_state_dict(init[s])
         self.members = [Member(s, cpu_state(m)) for s, m in zip(seeds, models)]
         self.strategy = StackedModels(models, self._fresh_module) if stacked else SingleModel(models[0], wrap)
         self.stages = [stage_of(k) for k in self.strategy.names]

@@ -23,20 +23,24 @@ from .run import Run
 from .schedules import batch_size_at
 
 
-def train(cfg: RunConfig, *, progress: Callable[[int, dict], None] | None = None) -> Run:
+def train(cfg: RunConfig, *, progress: Callable[[int, dict], None] | None = None,
+          init: dict[int, dict] | None = None) -> Run:
     """Train one configuration; a world_size > 1 config runs data-parallel (lossscape.parallel).
 
+    `init` ({seed: state dict}) is given exactly when cfg.init_from names a parent run: the run
+    starts from init[cfg.seed] instead of its seeded initialization (a continuation).
     A config whose estimated memory exceeds the device's is refused first (lossscape.footprint)."""
+    _check_init(cfg, init, [cfg.seed])
     check_memory(cfg, 1, load_data(cfg), EVAL_CHUNK)
     if cfg.world_size > 1:
         return train_ddp(cfg, progress=progress)
-    run = Engine(cfg, [cfg.seed], stacked=False, progress=progress).run()[0]
+    run = Engine(cfg, [cfg.seed], stacked=False, progress=progress, init=init).run()[0]
     run.engine_path = {"kind": "single", "members_per_chunk": 1, "threads": torch.get_num_threads()}
     return run
 
 
 def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], None] | None = None,
-                     path: str | None = None) -> list[Run]:
+                     path: str | None = None, init: dict[int, dict] | None = None) -> list[Run]:
     """Train cfg once per seed: as stacked models (chunks of members) or as a loop of `train`.
 
     path=None lets a short probe choose (`choose_path`); "stacked" (all members in one chunk) or
@@ -49,6 +53,7 @@ def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], N
     if path not in PATHS:
         raise ValueError(f"path: got {path!r}; allowed: {', '.join(map(repr, PATHS))}")
     seeds = [int(s) for s in seeds]
+    _check_init(cfg, init, seeds)
     ds = load_data(cfg)
     check_memory(cfg, len(seeds), ds, EVAL_CHUNK)
     with torch.random.fork_rng(devices=[]):  # a probe for BatchNorm; the caller's RNG stays put
@@ -60,14 +65,23 @@ def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], N
     else:
         chosen = choose_path(cfg, len(seeds))
     if chosen["kind"] == "loop":
-        runs = [train(cfg.replace(seed=s), progress=progress) for s in seeds]
+        runs = [train(cfg.replace(seed=s), progress=progress, init=init) for s in seeds]
     else:
         k = chosen["members_per_chunk"]
         runs = [run for i in range(0, len(seeds), k)
-                for run in Engine(cfg, seeds[i:i + k], stacked=True, progress=progress).run()]
+                for run in Engine(cfg, seeds[i:i + k], stacked=True, progress=progress, init=init).run()]
     for run in runs:
         run.engine_path = dict(chosen)
     return runs
+
+
+def _check_init(cfg: RunConfig, init, seeds) -> None:
+    """A continuation's weights come with it, and only with it: the cache key (cfg.init_from) must
+    say where every stored run's weights came from."""
+    if (cfg.init_from is None) != (init is None):
+        raise ValueError("init: give the parent runs' final states exactly when cfg.init_from names the parent")
+    if init is not None and any(s not in init for s in seeds):
+        raise ValueError(f"init: no state for seeds {[s for s in seeds if s not in init]}")
 
 
 PATHS = (None, "stacked", "loop")

@@ -28,9 +28,9 @@ def counted(monkeypatch):
     calls = []
     real = cache_mod.train
 
-    def fake(cfg, progress=None):
+    def fake(cfg, progress=None, init=None):
         calls.append(cfg.seed)
-        return real(cfg, progress=progress)
+        return real(cfg, progress=progress, init=init)
     monkeypatch.setattr(cache_mod, "train", fake)
     return calls
 
@@ -131,9 +131,9 @@ def test_population_trains_only_missing_seeds(tmp_path, monkeypatch):
     trained = []
     real = cache_mod.train_population
 
-    def spy(cfg, seeds, progress=None):
+    def spy(cfg, seeds, progress=None, init=None):
         trained.append(list(seeds))
-        return real(cfg, seeds, progress=progress)
+        return real(cfg, seeds, progress=progress, init=init)
     monkeypatch.setattr(cache_mod, "train_population", spy)
     runs = store.get_or_train_population(CFG, [0, 1, 2])
     assert trained == [[0, 2]] and [r.config.seed for r in runs] == [0, 1, 2]
@@ -411,7 +411,7 @@ def test_concurrent_callers_train_a_key_once_D13a(tmp_path, monkeypatch):
     calls, first_trains, second_looked = [], threading.Event(), threading.Event()
     real_load = RunStore.load
 
-    def slow_train(cfg, progress=None):
+    def slow_train(cfg, progress=None, init=None):
         calls.append(cfg.seed)
         first_trains.set()
         second_looked.wait(timeout=2)  # without the lock, the second worker finds nothing and trains too

@@ -166,3 +166,19 @@ def test_named_choices_are_the_configs_own(field, allowed):
     assert ", ".join(CHOICES[field]) == allowed
     with pytest.raises(ConfigError, match=f"^{field}: got 'nope'; allowed: {allowed}$"):
         RunConfig(**{field: "nope"})
+
+
+def test_init_from_is_canonical_and_absent_from_the_key_when_unset():
+    parent = RunConfig(batch_size=1024, lr=0.1, seed=3)
+    a = RunConfig(init_from=parent.to_json())
+    b = RunConfig(init_from=json.dumps(json.loads(parent.replace(seed=7).to_json()), indent=2))
+    assert a.init_from == b.init_from == parent.replace(seed=0).to_json()  # any seed, any spelling
+    assert a.key() == b.key() != RunConfig().key()
+    assert "init_from" not in RunConfig().to_dict()  # every config without a parent keeps its key
+    assert RunConfig.from_json(a.to_json()) == a
+
+
+@pytest.mark.parametrize("value", ["not json", '{"lr": -1}', 3])
+def test_bad_init_from_names_the_field(value):
+    with pytest.raises(ConfigError, match="^init_from: "):
+        RunConfig(init_from=value)

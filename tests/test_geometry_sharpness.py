@@ -102,3 +102,43 @@ def test_chunking_leaves_the_answer_and_loss_fn_is_used(trained_mlp):
     assert g.keskar_sharpness(model, X, y, epsilon=1e-2, batch_size=7) == pytest.approx(whole, rel=1e-8)
     doubled = g.keskar_sharpness(model, X, y, epsilon=1e-2, loss_fn=lambda out, t: 2 * F.cross_entropy(out, t))
     assert doubled != pytest.approx(whole, rel=1e-3)  # loss_fn is used: phi is not scale-invariant
+
+
+# -- phi's first-order part -------------------------------------------------------------------------
+
+def _softmax_regression(seed):
+    torch.manual_seed(seed)
+    model = nn.Linear(4, 3).double()
+    X = torch.randn(20, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (20,))
+    return model, X, y
+
+
+def test_first_order_part_equals_the_hand_computed_gradient_formula():
+    """Oracle: softmax regression's gradient in closed form, dL/dW = (p - onehot)^T X / n and
+    dL/db = mean(p - onehot), written with numpy, not autograd."""
+    model, X, y = _softmax_regression(0)
+    W, b = model.weight.detach().numpy(), model.bias.detach().numpy()
+    Xn = X.numpy()
+    logits = Xn @ W.T + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    f = float(-np.log(p[np.arange(20), y.numpy()]).mean())
+    r = p - np.eye(3)[y.numpy()]
+    gW, gb = r.T @ Xn / 20, r.mean(0)
+    eps = 1e-3
+    rise = eps * ((np.abs(gW) * (np.abs(W) + 1)).sum() + (np.abs(gb) * (np.abs(b) + 1)).sum())
+    out = g.keskar_first_order(model, X, y, epsilon=eps)
+    assert out["first_order"] == pytest.approx(rise / (1 + f) * 100, rel=1e-10)
+    assert out["grad_norm"] == pytest.approx(np.sqrt((gW**2).sum() + (gb**2).sum()), rel=1e-10)
+    assert out["loss"] == pytest.approx(f, rel=1e-12)
+
+
+def test_phi_of_a_convex_loss_is_at_least_its_first_order_part():
+    """f convex: f(x + z) >= f(x) + g.z for every z in the box, so the maximum over the box is at
+    least the linearization's, which L-BFGS-B reaches at the vertex sign(g) * radius."""
+    model, X, y = _softmax_regression(1)
+    for eps in (1e-3, 1e-2):
+        first = g.keskar_first_order(model, X, y, epsilon=eps)["first_order"]
+        assert first > 0
+        assert g.keskar_sharpness(model, X, y, epsilon=eps) >= first * (1 - 1e-9)

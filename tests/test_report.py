@@ -22,7 +22,7 @@ pytest_plugins = ["pytester"]
 LEVELS = np.repeat([16, 64, 256, 1024], 5)
 # inner pytest runs: no cache files, and none of the unrelated plugins' start-up cost
 INNER = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
-EXPECTED_IDS = ([f"BS-{i}" for i in range(1, 7)] + ["DP-1", "DP-2"] + [f"GEO-{i}" for i in range(1, 9)]
+EXPECTED_IDS = ([f"BS-{i}" for i in range(1, 8)] + ["DP-1", "DP-2"] + [f"GEO-{i}" for i in range(1, 10)]
                 + [f"LR-{i}" for i in range(1, 8)] + [f"SE-{i}" for i in range(1, 4)]
                 + [f"FO-{i}" for i in range(1, 4)] + [f"X-{i}" for i in range(1, 4)])  # CLAIMS.md, in order
 

@@ -296,3 +296,38 @@ def test_a_stopped_member_keeps_its_weights_when_its_update_is_not_finite(moment
         assert math.isfinite(norms[0])
     assert all(torch.equal(stopped[k], v) for k, v in engine.strategy.state(1).items())
     assert not any(torch.equal(trained[k], v) for k, v in engine.strategy.state(0).items())
+
+
+# -- continuations (cfg.init_from, GEO-9) ----------------------------------------------------------
+
+def test_full_batch_continuation_equals_the_uninterrupted_run():
+    """Oracle: full-batch gradient descent does not depend on the data order, so 2 epochs from the
+    seeded init then 3 more from those weights are 5 epochs of the same descent."""
+    n = len(load_data(cfg()).y_train)
+    parent = train(cfg(batch_size=n, epochs=2, dtype="float64"))
+    child_cfg = cfg(batch_size=n, epochs=3, dtype="float64", init_from=parent.config.to_json())
+    child = train(child_cfg, init={0: parent.final_state})
+    whole = train(cfg(batch_size=n, epochs=5, dtype="float64"))
+    assert _max_diff(child.initial_state, parent.final_state) == 0
+    assert _max_diff(child.final_state, whole.final_state) < 1e-10
+    assert _max_diff(child.final_state, parent.final_state) > 1e-3  # it trained
+
+
+def test_population_continuation_members_equal_single_continuations():
+    parents = {s: train(cfg(seed=s)).final_state for s in (0, 1)}
+    c = cfg(epochs=2, init_from=cfg().to_json())
+    stacked = train_population(c, [0, 1], path="stacked", init=parents)
+    for s, run in zip((0, 1), stacked):
+        single = train(c.replace(seed=s), init=parents)
+        assert _max_diff(run.initial_state, parents[s]) == 0
+        assert _max_diff(run.final_state, single.final_state) < 1e-5
+
+
+def test_continuation_weights_come_exactly_with_init_from():
+    state = {0: train(cfg(epochs=1)).final_state}
+    with pytest.raises(ValueError, match="init"):
+        train(cfg(), init=state)  # weights without a parent in the config (and its cache key)
+    with pytest.raises(ValueError, match="init"):
+        train(cfg(init_from=cfg().to_json()))  # a parent without its weights
+    with pytest.raises(ValueError, match="seeds \\[1\\]"):
+        train_population(cfg(init_from=cfg().to_json()), [0, 1], init=state)

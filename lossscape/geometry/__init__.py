@@ -9,7 +9,7 @@ from .distances import distance_from_init, group_by_layer, layer_distances
 from .hessian import hessian_power_iteration, hessian_top_eigenvalues, hessian_trace
 from .interpolation import interpolation_curves, linear_interpolation
 from .noise import gradient_noise_scale, gradient_standard_error
-from .sharpness import keskar_sharpness
+from .sharpness import keskar_first_order, keskar_sharpness
 from .surface import filter_normalized_direction, loss_slice_1d, loss_surface_2d
 from .updates import mean_batch_update_norm, per_example_grads
 
@@ -24,6 +24,7 @@ __all__ = [
     "hessian_top_eigenvalues",
     "hessian_trace",
     "interpolation_curves",
+    "keskar_first_order",
     "keskar_sharpness",
     "layer_distances",
     "linear_interpolation",

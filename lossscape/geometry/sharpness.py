@@ -89,3 +89,30 @@ def _search_space(x: Tensor, epsilon: float, subspace_dim: int | None, seed: int
     # u = z / |x| in the cube |u_i| <= epsilon: a layer rescaling then changes neither the box
     # nor the search path, and the value is invariant, not only the true maximum.
     return A, center.abs(), np.full(center.numel(), float(epsilon))
+
+
+def keskar_first_order(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    epsilon: float = 1e-3,
+    loss_fn: LossFn | None = None,
+    batch_size: int | None = None,
+) -> dict[str, float]:
+    """phi's first-order part and the full-batch gradient behind it (claims GEO-6, X-3).
+
+    The linearization f(x) + g.z of the loss, maximized over Keskar et al.'s full-space box
+    |z_i| <= epsilon (|x_i| + 1), rises by epsilon * sum_i |g_i| (|x_i| + 1); as a percentage of
+    1 + f, as phi is. Where phi is mostly this term, phi measures the slope left at a point that is
+    not a minimum rather than the curvature around one. Returns {"first_order": that percentage,
+    "grad_norm": ||g||_2, "loss": f}, g the gradient of the mean loss over X.
+    """
+    loss_fn = resolve_loss(loss_fn)
+    X, y = on_device(model, X, y)
+    with evaluating(model):
+        like, bufs = parameters(model), buffers(model)
+        x = flatten(like)
+        f, g = loss_and_grad(model, x, like, bufs, X, y, loss_fn, batch_size)
+        g, x = g.double(), x.double()
+        rise = float(epsilon * (g.abs() * (x.abs() + 1.0)).sum())
+    return {"first_order": rise / (1.0 + f) * 100.0, "grad_norm": float(g.norm()), "loss": float(f)}
