@@ -1,8 +1,14 @@
 """Profile files that build on another (`extends`) and leave claims to another (`[not_run]`): the
 loader's merge and checks, and the harness skipping those claims with the report listing them."""
 import json
+import sys
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from lossscape.config import ConfigError
 from lossscape.profiles import PROFILE_DIR, PROFILES, load_profile
@@ -106,7 +112,12 @@ def test_cpu_long_is_cpu_with_every_claim_run():
     cpu, long = load_profile("cpu"), load_profile("cpu-long")
     assert long.description.startswith("the cpu profile's claims that do not fit its 20-minute budget")
     assert long.not_run == {} and long.settings == cpu.settings and long.seeds == cpu.seeds
-    assert set(long.grids) == set(cpu.grids)
+    # cpu's grids, with the keys cpu-long.toml overrides, plus the grids only the long claims need
+    own = tomllib.loads(long.path.read_text()).get("grids", {})
+    assert set(long.grids) == set(cpu.grids) | set(own)
+    for name, spec in cpu.grids.items():
+        if name not in own:
+            assert long.grids[name] == spec
     for run_with, _ in cpu.not_run.values():
         assert run_with == "cpu-long"
 

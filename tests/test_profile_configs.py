@@ -6,15 +6,19 @@ import dataclasses
 import pytest
 
 from lossscape import ConfigError
-from lossscape.claim_runs import PER_MODEL_GRIDS, claim_cells
+from lossscape.claim_runs import CONTINUATION_GRIDS, PER_MODEL_GRIDS, claim_cells
 from lossscape.config import DATASETS, is_spec
 from lossscape.profiles import PROFILES, load_profile
 
 
 def build_every_config(profile) -> list:
-    """(owner, grid name, config) for every run of `profile`, one per seed; raises on a bad field."""
-    return [(owner, spec.name, cfg.replace(seed=seed))
-            for owner, _, _, spec, cfg in claim_cells(profile) for seed in spec.seeds]
+    """(owner, grid name, config) for every run of `profile`, one per seed; raises on a bad field.
+    Continuations (claim_runs.CONTINUATION_GRIDS) are built as their own configs here: the claims
+    add their parent (init_from) only once the parent has trained."""
+    return ([(owner, spec.name, cfg.replace(seed=seed))
+             for owner, _, _, spec, cfg in claim_cells(profile) for seed in spec.seeds]
+            + [(setting.id, spec.name, cfg.replace(seed=seed)) for setting, spec, cfg in profile.cells()
+               if spec.name in CONTINUATION_GRIDS for seed in spec.seeds])
 
 
 @pytest.mark.parametrize("name", PROFILES)
