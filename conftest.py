@@ -93,6 +93,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if gpu_profile and item.get_closest_marker("claim"):
             item.add_marker(pytest.mark.gpu)
+        claim = item.get_closest_marker("claim")
+        setting = item.callspec.params.get("setting") if hasattr(item, "callspec") else None
+        if claim and setting is not None and not setting.runs_claim(claim.args[0]):
+            item.add_marker(pytest.mark.skip(reason=f"setting {setting.id} runs only {', '.join(setting.claims)} "
+                                                    "(the claims of the source whose experiment it is)"))
         if item.get_closest_marker("gpu") and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)"))
 
@@ -196,7 +201,9 @@ def grids(profile, store, pytestconfig, request):
         if key in memo:
             return memo[key]
         _require(setting)
-        spec = profile.grid(name)
+        if not setting.runs_grid(name):
+            pytest.skip(f"setting {setting.id} runs only the grids {', '.join(setting.grids)}, not {name}")
+        spec = profile.grid(name).for_setting(setting)
         configs = spec.configs(setting)
         runs = {}
         for k, cfg in configs.items():
