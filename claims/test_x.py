@@ -180,6 +180,17 @@ def test_x2_steps_to_target_scale_perfectly_then_with_diminishing_returns(claim,
     claim.check(test, caveats=caveats, **fields)
 
 
+def x1_band(b_simple: float) -> tuple[float, float]:
+    """The batch sizes X-1 accepts for B_crit: B_simple / 10 .. 10 B_simple (X1_MAX_LOG10_RATIO)."""
+    return b_simple * 10.0 ** -X1_MAX_LOG10_RATIO, b_simple * 10.0 ** X1_MAX_LOG10_RATIO
+
+
+def reaches_beyond(batch_sizes, band) -> bool:
+    """Whether the grid has a batch size below the band and one above it: only then can a fitted
+    B_crit fall outside the band, i.e. can X-1 fail."""
+    return min(batch_sizes) < band[0] and band[1] < max(batch_sizes)
+
+
 def _critical_batch_size(batch_sizes, mean_steps):
     """McCandlish et al.'s B_crit = E_min / S_min, fitted from steps at several batch sizes.
 
@@ -271,8 +282,8 @@ def test_x1_gradient_noise_scale_predicts_the_critical_batch_size(claim, grids, 
                "columns": ["quantity", "value", "detail (per seed)"], "rows": noise_rows}]
     if not sizes[0] <= b_crit <= sizes[-1]:
         caveats.append(f"B_crit {fmt(b_crit)} lies outside the batch sizes {sizes[0]}..{sizes[-1]}: the fit extrapolates")
-    band = np.mean(b_simple) * 10.0 ** np.array([-X1_MAX_LOG10_RATIO, X1_MAX_LOG10_RATIO])
-    if not (sizes[0] < band[0] and band[1] < sizes[-1]):
+    band = x1_band(float(np.mean(b_simple)))
+    if not reaches_beyond(sizes, band):
         # Steps measured only inside the band fit a B_crit there: such a grid could not see the claim fail.
         claim.check(Verdict.INCONCLUSIVE, effect_name="|log10(B_crit / B_simple)|", effect=float(np.mean(log_ratio)),
                     measured_text=f"the batch sizes {sizes[0]}..{sizes[-1]} do not reach beyond the band "
