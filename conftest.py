@@ -90,16 +90,23 @@ def pytest_collection_modifyitems(config, items):
     """Under the gpu profile every claim is a gpu claim (so `-m gpu` selects them all), and gpu
     claims are skipped with a reason where CUDA is absent. Runs before -m deselection."""
     gpu_profile = config.lossscape_profile.name == "gpu"
+    # A setting that stands for one source's experiment runs only that source's claims: the others
+    # are no hypothesis of this profile, so they are deselected, not skipped (Holm's m counts them not).
+    foreign = [item for item in items if _outside_its_setting(item)]
+    if foreign:
+        config.hook.pytest_deselected(items=foreign)
+        items[:] = [item for item in items if item not in foreign]
     for item in items:
         if gpu_profile and item.get_closest_marker("claim"):
             item.add_marker(pytest.mark.gpu)
-        claim = item.get_closest_marker("claim")
-        setting = item.callspec.params.get("setting") if hasattr(item, "callspec") else None
-        if claim and setting is not None and not setting.runs_claim(claim.args[0]):
-            item.add_marker(pytest.mark.skip(reason=f"setting {setting.id} runs only {', '.join(setting.claims)} "
-                                                    "(the claims of the source whose experiment it is)"))
         if item.get_closest_marker("gpu") and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)"))
+
+
+def _outside_its_setting(item) -> bool:
+    claim = item.get_closest_marker("claim")
+    setting = item.callspec.params.get("setting") if hasattr(item, "callspec") else None
+    return bool(claim) and setting is not None and not setting.runs_claim(claim.args[0])
 
 
 @pytest.hookimpl(trylast=True)  # after the report plugin has counted the selected claims (m)
