@@ -24,17 +24,18 @@ from lossscape.data import load_data
 
 from ._common import per_batch, seed_trend, time_to_minimum_test
 
-# LR-1 and LR-4 give one result per batch size above the grid's smallest; the argument says which
-# grid's batch sizes, read from the profile at collection.
-_LARGE_BATCH_GRIDS = {"early_batch": "lr_unscaled", "minimizer_batch": "minimizer_scaled"}
+# LR-1, LR-3 and LR-4 give one result per large batch size: lr_unscaled's sizes above its smallest
+# (the small batch) for LR-1, every size of minimizer_scaled for LR-3/LR-4 (their small batch is
+# minimizer_unscaled's smallest, where scaling changes nothing). Read from the profile at collection.
+_LARGE_BATCH_GRIDS = {"early_batch": ("lr_unscaled", 1), "minimizer_batch": ("minimizer_scaled", 0)}
 GAP_CLOSED = 0.5  # LR-1 "closes most of the gap"; LR-4 uses the same bar (see their docstrings)
 KESKAR_EPSILON = 1e-3
 
 
 def pytest_generate_tests(metafunc):
-    for arg, grid in _LARGE_BATCH_GRIDS.items():
+    for arg, (grid, first) in _LARGE_BATCH_GRIDS.items():
         if arg in metafunc.fixturenames:
-            sizes = profile_of(metafunc.config).grid(grid).batch_sizes[1:]
+            sizes = profile_of(metafunc.config).grid(grid).batch_sizes[first:]
             metafunc.parametrize(arg, sizes, ids=[f"bs{b}" for b in sizes])
 
 
@@ -91,15 +92,20 @@ def test_lr1_linear_scaling_closes_the_validation_loss_gap(claim, grids, setting
     validation-loss gap. Source 000/001 (after Goyal et al.): base lr 0.01 at bs 32; at bs 256 the
     min validation loss is 0.395 unscaled, 0.352 scaled, 0.345 at bs 32 (86% of the gap closed).
 
-    Scientific parameter: the LR rule (base LR at every batch vs base x bs / bs_small), one result
-    per batch size above the smallest. Fixed: the grids' base LR, SGD without momentum, model, data.
-    Stop rule: early stopping on validation loss with the grids' patience (`lr_unscaled`,
-    `lr_scaled`); L = the run's minimum validation loss; L_small = the smallest batch of
-    `lr_unscaled`. Statistic: gap closed = (L_unscaled - L_scaled) / (L_unscaled - L_small) on the
-    means over seeds; claimed > 0.5 ("most of"), exact sign-flip test of the per-seed contrast
-    that the ratio's threshold amounts to (check_gap_closed, which also states the rule for a gap
-    too small to close).
-    Caveat: linear scaling without warm-up (Goyal et al. warm up); the base LR is not tuned.
+    Scientific parameter: the LR rule (base LR at every batch vs base x bs / bs_small, reached by
+    Goyal et al.'s gradual warmup: the LR rises from the base to the scaled one in equal steps per
+    iteration over the first `warmup_epochs`, 5 as theirs), one result per batch size above the
+    smallest. Fixed: the grids' base LR (the setting's, as the sources scale from theirs), SGD
+    without momentum, model, data. The batch range is where the premise holds, from a pilot on
+    seeds outside the profile's (its numbers and decision are written at `lr_unscaled` in the
+    profile). Stop rule: early stopping on validation loss with the grids' patience
+    (`lr_unscaled`, `lr_scaled`); L = the run's minimum validation loss; L_small = the smallest
+    batch of `lr_unscaled`. Statistic: gap closed = (L_unscaled - L_scaled) / (L_unscaled - L_small)
+    on the means over seeds; claimed > 0.5 ("most of"), exact sign-flip test of the per-seed
+    contrast that the ratio's threshold amounts to (check_gap_closed, which also states the rule
+    for a gap too small to close).
+    Caveat: the base LR is the setting's, not tuned; Goyal et al. also use momentum, which the
+    sources' protocol (plain SGD) leaves out.
     """
     unscaled, scaled = grids(setting, "lr_unscaled"), grids(setting, "lr_scaled")
     u, s = per_batch(unscaled, min_val_loss), per_batch(scaled, min_val_loss)
@@ -153,9 +159,10 @@ def test_lr2_scaled_large_batches_converge_in_as_many_epochs_and_less_time(claim
 
 def _large_small(grids, setting):
     """LR-3/LR-4's comparable minimizers (target training loss): the scaled and unscaled grids and
-    the small batch, minimizer_scaled's smallest (scaling factor 1, so also the unscaled run)."""
+    the small batch, minimizer_unscaled's smallest: the base of the scaling (factor 1 there), so
+    its run is the one both rules train."""
     scaled, unscaled = grids(setting, "minimizer_scaled"), grids(setting, "minimizer_unscaled")
-    return scaled, unscaled, scaled.batch_sizes[0]
+    return scaled, unscaled, unscaled.batch_sizes[0]
 
 
 def _unreached(*grid_list) -> list[str]:
@@ -166,47 +173,45 @@ def _unreached(*grid_list) -> list[str]:
 
 @pytest.mark.claim("LR-3", design=("paired", "minimizer_scaled"))
 @pytest.mark.parametrize("part", ["flatter_than_unscaled", "sharper_than_small"])
-def test_lr3_scaling_flattens_large_batch_minimizers_but_not_to_small_batch(claim, grids, setting, measure, part):
+def test_lr3_scaling_flattens_large_batch_minimizers_but_not_to_small_batch(claim, grids, setting, measure, part,
+                                                                             minimizer_batch):
     """LR-3: LR scaling makes large-batch minimizers flatter, but they stay sharper than the
     small-batch one. Source 000/001: Keskar sharpness 4-7 for the scaled large batches vs 1.14 at bs 32.
 
     Statistic: Keskar sharpness (eps = 1e-3, full space, L-BFGS-B 10 iterations, on the training
     set). Stop rule: target training loss (`minimizer_scaled` vs `minimizer_unscaled`: same base LR,
-    target and cap, so the minimizers are comparable); the small batch is minimizer_scaled's
-    smallest. The "large batches" are every batch size above the smallest, as the source's 4-7
-    covers its large sizes; a seed's runs share their initialization and data order, so each seed
-    gives one value, the geometric mean over the large batch sizes of a sharpness ratio, and the
-    test is the exact sign-flip test of the per-seed log ratios against 0 (stats.threshold_test,
-    log scale). Two parts, both required (two results):
-    - flatter_than_unscaled: per seed, scaled / unscaled at each large batch size; claimed < 1.
-    - sharper_than_small: per seed, scaled at each large batch size / the seed's small batch;
-      claimed > 1.
+    target and cap, so the minimizers are comparable); the small batch is minimizer_unscaled's
+    smallest, the base of the scaling. One result per scaled batch size and per part (the source
+    reports per size; sizes are not pooled, since theory expects little sharpness difference below
+    the noise scale B_simple and more above it, so the grid's sizes reach beyond B_simple). A seed's runs share
+    their initialization and data order, so each part is, per batch size, the exact sign-flip test
+    of the per-seed log sharpness ratios against 0 (stats.threshold_test, log scale):
+    - flatter_than_unscaled: per seed, scaled / unscaled at this batch size; claimed < 1.
+    - sharper_than_small: per seed, scaled at this batch size / the seed's small batch; claimed > 1.
+    Both parts at a batch size are needed for the claim there.
     Caveat: Keskar sharpness is not reparametrization-invariant (Dinh et al.; X-3); the LR is
     not tuned per batch size.
     """
     scaled, unscaled, small = _large_small(grids, setting)
-    data = load_data(scaled.at(small)[0].config)
+    data = load_data(unscaled.at(small)[0].config)
 
     def sharpness(run):
         return measure(run, geometry.keskar_sharpness, data.X_train, data.y_train, epsilon=KESKAR_EPSILON)
 
-    large = unscaled.batch_sizes
-    sharp_s, sharp_u = per_batch(scaled, sharpness), per_batch(unscaled, sharpness)
-    log_s = np.mean([np.log(sharp_s[b]) for b in large], axis=0)  # per seed, over the large batch sizes
+    b = minimizer_batch
+    sharp_small, sharp_u, sharp_s = (np.array([sharpness(r) for r in runs])
+                                     for runs in (unscaled.at(small), unscaled.at(b), scaled.at(b)))
     if part == "flatter_than_unscaled":
-        ratio = np.exp(log_s - np.mean([np.log(sharp_u[b]) for b in large], axis=0))
-        test = stats.threshold_test(ratio, 1.0, "less", scale="log", effect_name="sharpness ratio scaled / unscaled")
-        label = "per-seed geometric mean over the large batches:"
+        test = stats.threshold_test(sharp_s / sharp_u, 1.0, "less", scale="log",
+                                    effect_name=f"sharpness ratio scaled / unscaled at bs {b}")
     else:
-        ratio = np.exp(log_s - np.log(sharp_s[small]))
-        test = stats.threshold_test(ratio, 1.0, "greater", scale="log",
-                                    effect_name=f"sharpness ratio scaled / bs {small}")
-        label = "per-seed geometric mean over the large batches:"
-    rows = [[f"bs {small} (scaling factor 1)", fmt(np.mean(sharp_s[small])), fmt(np.mean(sharp_s[small]))]]
-    rows += [[f"bs {b}", fmt(np.mean(sharp_u[b])), fmt(np.mean(sharp_s[b]))] for b in large]
+        test = stats.threshold_test(sharp_s / sharp_small, 1.0, "greater", scale="log",
+                                    effect_name=f"sharpness ratio scaled bs {b} / bs {small}")
+    rows = [[f"bs {small} (scaling factor 1)", fmt(np.mean(sharp_small)), fmt(np.mean(sharp_small))],
+            [f"bs {b}", fmt(np.mean(sharp_u)), fmt(np.mean(sharp_s))]]
     tables = [{"title": f"Keskar sharpness (eps {KESKAR_EPSILON:g}, %), mean over seeds",
                "columns": ["batch", "unscaled", "scaled"], "rows": rows}]
-    claim.check(test, label=label, tables=tables, caveats=_unreached(scaled, unscaled),
+    claim.check(test, label=f"per seed, paired at bs {b}:", tables=tables, caveats=_unreached(scaled, unscaled),
                 seeds=list(scaled.spec.seeds), configs=[*scaled.config_labels(), *unscaled.config_labels()])
 
 
@@ -216,7 +221,7 @@ def test_lr4_scaling_closes_the_distance_from_init_gap(claim, grids, setting, mi
 
     Statistic: Euclidean distance of the final weights from the initial ones, gap closed =
     (d_unscaled - d_scaled) / (d_unscaled - d_small) on the means over seeds, one result per
-    batch size above the smallest (the source reports per size). Threshold, fixed before running:
+    scaled batch size (the source reports per size). Threshold, fixed before running:
     > 0.5, LR-1's bar; CLAIMS.md gives none, and "closes the gap" should at least mean most of it.
     Premise: the large batch ends closer to init than the small one (GEO-1's direction, the gap
     the source saw); otherwise inconclusive (check_gap_closed). Stop rule: target training loss
@@ -229,9 +234,38 @@ def test_lr4_scaling_closes_the_distance_from_init_gap(claim, grids, setting, mi
         return geometry.distance_from_init(run.initial_state, run.final_state)
 
     d_s, d_u = per_batch(scaled, distance), per_batch(unscaled, distance)
-    check_gap_closed(claim, d_u[minimizer_batch], d_s[minimizer_batch], d_s[small], premise="less",
+    check_gap_closed(claim, d_u[minimizer_batch], d_s[minimizer_batch], d_u[small], premise="less",
                      quantity="distance from init", caveats=_unreached(scaled, unscaled),
                      seeds=list(scaled.spec.seeds), configs=[*scaled.config_labels(), *unscaled.config_labels()])
+
+
+# LR-5's per-seed optimum: a parabola in log2 LR through the argmin and up to this many grid steps
+# on each side (5 LRs, a 16x range at doublings). Fixed before running: wide enough that a flat
+# valley's noise (min validation loss within ~0.05 over 0.025-0.4 at bs 16 in the pilot) averages
+# over several LRs instead of picking one, narrow enough that far-off LRs (divergence at 1.6+)
+# do not bend the fit.
+LR5_FIT_HALF_WIDTH = 2
+
+
+def best_log2_lr(lrs, losses, half_width: int = LR5_FIT_HALF_WIDTH) -> float:
+    """log2 of the LR that minimizes `losses` (one seed's min validation loss at each of `lrs`).
+
+    A least-squares parabola in log2 LR through the finite losses within `half_width` grid steps of
+    the argmin; its vertex, kept inside that window. Where fewer than 3 such losses are finite or the
+    parabola does not open upwards, the argmin itself. A flat valley thus gives its centre, not
+    whichever LR its noise favours.
+    """
+    x, y = np.log2(np.asarray(lrs, dtype=float)), np.asarray(losses, dtype=float)
+    i = int(np.argmin(np.where(np.isfinite(y), y, np.inf)))
+    window = slice(max(0, i - half_width), min(len(x), i + half_width + 1))
+    xs, ys = x[window], y[window]
+    keep = np.isfinite(ys)
+    if keep.sum() < 3:
+        return float(x[i])
+    a, b, _ = np.polyfit(xs[keep], ys[keep], 2)
+    if a <= 0:
+        return float(x[i])
+    return float(np.clip(-b / (2 * a), xs[0], xs[-1]))
 
 
 @pytest.mark.claim("LR-5", design=("trend", "lr_grid"))
@@ -239,27 +273,55 @@ def test_lr5_best_lr_grows_with_batch_size(claim, grids, setting):
     """LR-5: the best LR grows with batch size. Source 000/001: at lr 0.08 bs 64 beats bs 32; 0.01 is
     best for bs 32 and 0.08 for the larger sizes.
 
-    Scientific parameter: batch size; the LR is swept (grid `lr_grid`), early stopping. Per seed
-    and batch size, the best LR is the argmin over the LR grid of the minimum validation loss (a
-    diverged run counts as +inf). Claimed: log2(best LR) increases with batch size (stratified
-    Kendall trend test, seeds as blocks); effect: mean log2 best LR at the largest minus the smallest batch (doublings).
-    The heat map shows the mean over seeds of the min validation loss, best LR per batch boxed.
-    Caveats: the best LR is only known to the grid's resolution (factors of 2), and a best LR on the
-    grid's edge may lie beyond it; the source's pairwise statements are not tested one by one.
+    Scientific parameter: batch size; the LR is swept (grid `lr_grid`, doublings wide enough that
+    no batch size's best LR sat on the grid's edge in a pilot on seeds outside the profile's; the
+    pilot is written where the grid lives), early stopping. Per seed and batch size, the best LR is
+    the vertex of a parabola in log2 LR fitted to the minimum validation loss around its argmin
+    (best_log2_lr): the minimum is flat across LRs, so an argmin alone would mostly pick noise.
+    Claimed: the log2 best LR increases with batch size (stratified Kendall trend test, seeds as
+    blocks); effect: mean log2 best LR at the largest minus the smallest batch (doublings).
+    Rules, fixed before running:
+    - edge: a seed whose argmin is the grid's smallest or largest LR has a best LR the grid does not
+      bound (censored); then the result is inconclusive, whatever the trend.
+    - cap: a run stopped by the epoch cap (stop reason max_epochs) was still improving, so its
+      minimum is only an upper bound. One inside a seed's fit window could move that seed's optimum:
+      then the result is inconclusive. Capped runs outside every window cannot change the statistic;
+      they are listed in a caveat.
+    The heat map shows the mean over seeds of the min validation loss, each batch size's best LR
+    (argmin of the mean) boxed.
+    Caveat: the source's pairwise statements are not tested one by one.
     """
     grid = grids(setting, "lr_grid")
     sizes, lrs = grid.batch_sizes, grid.lrs
     loss = np.array([[[min_val_loss(r) for r in grid.at(bs, lr)] for bs in sizes] for lr in lrs])  # lr, bs, seed
-    best = {bs: np.log2(np.array(lrs)[loss[:, j].argmin(axis=0)]) for j, bs in enumerate(sizes)}
+    n_seeds = loss.shape[2]
+    best = {bs: np.array([best_log2_lr(lrs, loss[:, j, k]) for k in range(n_seeds)]) for j, bs in enumerate(sizes)}
+    argmin = loss.argmin(axis=0)  # bs, seed
     mean_loss = np.where(np.isfinite(loss), loss, np.nan).mean(axis=2)  # a cell with a diverged seed shows blank
     figures.lr_batch_heatmap(claim.figure_path("lr_batch_heatmap.png"), lrs, sizes, mean_loss)
-    rows = [[f"bs {bs}", " ".join(fmt(2 ** v) for v in best[bs])] for bs in sizes]
-    edge = [f"bs {bs}" for bs in sizes if np.any(best[bs] == math.log2(lrs[-1]))]
+    rows = [[f"bs {bs}", " ".join(fmt(lrs[i]) for i in argmin[j]), " ".join(fmt(2 ** v) for v in best[bs])]
+            for j, bs in enumerate(sizes)]
+    fields = dict(tables=[{"title": "best LR per seed", "columns": ["batch", "argmin", "parabola vertex"], "rows": rows}],
+                  seeds=list(grid.spec.seeds), configs=grid.config_labels())
+    edge = [f"bs {bs} seed {grid.spec.seeds[k]} (lr {lrs[argmin[j, k]]:g})" for j, bs in enumerate(sizes)
+            for k in range(n_seeds) if argmin[j, k] in (0, len(lrs) - 1)]
+    capped, in_window = [], []
+    for j, bs in enumerate(sizes):
+        for i, lr in enumerate(lrs):
+            for k, run in enumerate(grid.at(bs, lr)):
+                if run.stop_reason == "max_epochs":
+                    capped.append(f"bs {bs} lr {lr:g} seed {run.config.seed}")
+                    if abs(i - argmin[j, k]) <= LR5_FIT_HALF_WIDTH:
+                        in_window.append(capped[-1])
+    caveats = [f"stopped by the epoch cap, outside every fit window: {', '.join(capped)}"] if capped and not in_window else []
+    if edge or in_window:
+        why = ([f"the best LR is at the grid's edge (censored) for {', '.join(edge)}"] if edge else []) + \
+              ([f"capped runs inside a fit window, whose minima are only upper bounds: {', '.join(in_window)}"]
+               if in_window else [])
+        claim.check(stats.Verdict.INCONCLUSIVE, measured_text="; ".join(why), caveats=caveats, **fields)
+        return
     claim.check(seed_trend(best, "increasing", effect="difference"),
-                label="log2 best LR, largest - smallest batch",
-                tables=[{"title": "best LR per seed", "columns": ["batch", "best LR"], "rows": rows}],
-                caveats=[f"best LR at the grid's largest LR for {', '.join(edge)}: the true best may be larger"] if edge else [],
-                seeds=list(grid.spec.seeds), configs=grid.config_labels())
+                label="log2 best LR (parabola vertex), largest - smallest batch", caveats=caveats, **fields)
 
 
 @pytest.mark.claim("LR-6")

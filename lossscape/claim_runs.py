@@ -65,13 +65,13 @@ def claim_cells(profile: Profile):
             yield setting.id, setting, spec.name, spec, cfg
     k = profile.params.get("dp", {}).get("world_size")
     for setting in profile.settings:
-        if k and "dp_equality" in profile.grids:
+        if k and "dp_equality" in profile.grids and setting.runs_grid("dp_equality"):
             spec = profile.grid("dp_equality")
             for cfg in spec.configs(setting).values():
                 if dp_devices_present(cfg.device, k):
                     yield setting.id, setting, "dp_equality DP-1 on k ranks", spec, data_parallel(cfg, k)
                     yield setting.id, setting, "dp_equality DP-1 control", spec, per_worker_batch(cfg, k)
-        if "schedules" in profile.grids:
+        if "schedules" in profile.grids and setting.runs_grid("schedules"):
             spec = profile.grid("schedules")
             for cfg in spec.configs(setting).values():
                 yield setting.id, setting, "schedules LR-6 batch growth", spec, batch_growth(cfg)

@@ -64,6 +64,8 @@ def pilot(profile: Profile, store, *, say=print) -> dict[str, tuple[float, str]]
     """Pilot every setting whose data is here, write the targets into the profile's file, return them."""
     targets = {}
     for setting in profile.settings:
+        if not setting.runs_grid("lr_grid"):
+            continue  # a source's own setting that runs only its source's claims, not X-1/X-2
         reason = missing_data(setting)
         if reason:
             say(f"pilot: skipped {reason}")

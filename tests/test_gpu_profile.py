@@ -45,6 +45,8 @@ def _toy(cfg):
         changes.update(epochs=2, decay_epochs=(1,))
     if cfg.schedule == "linear_scaling":
         changes.update(base_batch_size=max(1, n_train * cfg.base_batch_size // cfg.batch_size))
+    if cfg.warmup_epochs:
+        changes.update(warmup_epochs=0.5)  # the step still falls inside the warmup
     return cfg.replace(**changes)
 
 

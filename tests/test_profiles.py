@@ -72,3 +72,73 @@ def test_wall_time_claims_refuse_a_population_grid_D12():
         time_to_minimum_test(SimpleNamespace(batch_sizes=[16, 256], by_batch=dict), budget)
     timing = SimpleNamespace(spec=smoke.grid("timing"))
     assert single_model(timing) is timing
+
+
+SOURCE_SETTING = """
+seeds = 2
+batch_sizes = [16, 64]
+
+[[settings]]
+id = "tiny"
+dataset = "mnist1d"
+n_samples = 1000
+
+[[settings]]
+id = "source"
+dataset = "mnist1d"
+n_samples = 1000
+lr = 0.01
+claims = ["BS-5"]
+
+[settings.grids.budget]
+batch_sizes = [64, 256]
+seeds = 5
+epochs = {epochs}
+
+[grids.budget]
+stop = "epochs"
+epochs = 3
+
+[grids.early]
+stop = "early_stop"
+patience = 2
+epochs = 9
+"""
+
+
+def test_a_source_setting_runs_its_own_grid_as_the_source_ran_it(tmp_path):
+    path = tmp_path / "smoke.toml"
+    path.write_text(SOURCE_SETTING.format(epochs=30))
+    p = load_profile("smoke", directory=tmp_path)
+    tiny, source = p.settings
+    assert (tiny.runs_claim("GEO-1"), source.runs_claim("GEO-1"), source.runs_claim("BS-5")) == (True, False, True)
+    assert (source.runs_grid("budget"), source.runs_grid("early"), tiny.runs_grid("early")) == (True, False, True)
+    spec = p.grid("budget").for_setting(source)
+    assert (spec.batch_sizes, spec.seeds) == ((64, 256), tuple(range(5)))
+    assert {(bs, c.epochs, c.lr) for (bs, _), c in spec.configs(source).items()} == {(64, 30, 0.01), (256, 30, 0.01)}
+    assert p.grid("budget").for_setting(tiny) is p.grid("budget")  # the other settings keep the grid as it is
+    # the plan's cells: the source setting's budget runs, as it runs them, and no `early` run
+    cells = [(s.id, g.name, c.batch_size, c.epochs) for s, g, c in p.cells()]
+    assert [c for c in cells if c[0] == "source"] == [("source", "budget", 64, 30), ("source", "budget", 256, 30)]
+    assert ("tiny", "early", 16, 9) in cells
+
+
+def test_a_source_setting_names_only_grids_of_its_profile(tmp_path):
+    path = tmp_path / "smoke.toml"
+    path.write_text(SOURCE_SETTING.format(epochs=30).replace("[settings.grids.budget]", "[settings.grids.bugdet]"))
+    with pytest.raises(ConfigError, match=r"^settings\.source\.grids: 'bugdet' is not a grid of profile 'smoke'; allowed: budget, early$"):
+        load_profile("smoke", directory=tmp_path)
+    path.write_text(SOURCE_SETTING.format(epochs=30).replace("seeds = 5", "population = false"))
+    with pytest.raises(ConfigError, match=r"^settings\.source\.grids\.budget: unknown key 'population'"):
+        load_profile("smoke", directory=tmp_path)
+
+
+def test_cpu_profile_runs_source_003_as_003_ran_it():
+    """Source 003: MLP 2x1024 on MNIST, SGD lr 0.01 without momentum, 30 epochs, bs 64/256/1024; only BS-5."""
+    cpu = load_profile("cpu")
+    (setting,) = [s for s in cpu.settings if s.id == "mnist-mlp"]
+    assert (setting.requires, setting.claims, list(setting.grids)) == ("mnist", ("BS-5",), ["budget"])
+    configs = cpu.grid("budget").for_setting(setting).configs(setting)
+    assert sorted(bs for bs, _ in configs) == [64, 256, 1024]
+    assert {(c.dataset, c.model, c.width, c.lr, c.momentum, c.epochs, c.stop) for c in configs.values()} == \
+        {("mnist", "mlp", 1024, 0.01, 0.0, 30, "epochs")}

@@ -54,7 +54,9 @@ def grids(profile, store, pytestconfig):
         key = (setting.id, name)
         if key not in memo:
             require(setting)
-            memo[key] = _train(profile.grid(name), setting, store, progress, pytestconfig)
+            if not setting.runs_grid(name):
+                pytest.skip(f"setting {setting.id} runs only the grids {', '.join(setting.grids)}, not {name}")
+            memo[key] = _train(profile.grid(name).for_setting(setting), setting, store, progress, pytestconfig)
         return memo[key]
 
     return get

@@ -32,6 +32,12 @@ def pytest_collection_modifyitems(config, items):
     if unknown:
         raise pytest.UsageError(f"profile {profile.name}: not_run names unknown claim ID(s) {unknown}; "
                                 "the IDs are in lossscape/report/claims.toml")
+    # A setting that stands for one source's experiment runs only that source's claims: the others
+    # are no hypothesis of this profile, so they are deselected, not skipped (Holm's m counts them not).
+    foreign = [item for item in items if _outside_its_setting(item)]
+    if foreign:
+        config.hook.pytest_deselected(items=foreign)
+        items[:] = [item for item in items if item not in foreign]
     for item in items:
         claim = item.get_closest_marker("claim")
         if profile.name == "gpu" and claim:
@@ -45,6 +51,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
         elif item.get_closest_marker("gpu") and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)"))
+
+
+def _setting_of(item):
+    return item.callspec.params.get("setting") if hasattr(item, "callspec") else None
+
+
+def _outside_its_setting(item) -> bool:
+    claim, setting = item.get_closest_marker("claim"), _setting_of(item)
+    return bool(claim) and setting is not None and not setting.runs_claim(claim.args[0])
 
 
 @pytest.hookimpl(trylast=True)  # after the report plugin has counted the selected claims (m)
@@ -67,7 +82,8 @@ def pytest_collection_finish(session):
         if not design or design[1] not in profile.grids or NOT_RUN_KEY in dict(item.user_properties):
             continue
         kind, name = design
-        spec = profile.grid(name)
+        setting = _setting_of(item)
+        spec = profile.grid(name).for_setting(setting) if setting else profile.grid(name)
         alpha = stats.ALPHA / m
         floor = stats.design_min_p(kind, len(spec.seeds), len(spec.batch_sizes))
         if floor >= alpha:

@@ -37,7 +37,9 @@ PROFILE_DIR = Path(__file__).resolve().parent
 PROFILES = ("smoke", "cpu", "cpu-long", "gpu")  # in order of cost; one file each in PROFILE_DIR
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 _GRID_KEYS = {"batch_sizes", "lrs", "seeds", "population", "expect_epochs", "why"}
-_SETTING_KEYS = {"id", "why", "requires"}
+_SETTING_KEYS = {"id", "why", "requires", "claims", "grids"}
+# What a setting's `grids` table may change in a grid, for that setting alone.
+_SETTING_GRID_KEYS = {"batch_sizes", "seeds", "expect_epochs"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,17 @@ class Setting:
     id: str
     fields: dict  # RunConfig fields: dataset, model, width, lr, ...
     requires: str | None = None  # a dataset whose files must be present, else the setting is skipped
+    # A setting that stands for one source's own experiment runs only that source's claims
+    # (`claims`, IDs) on only the grids it names (`grids`: grid name -> what changes there for this
+    # setting, e.g. the source's epochs and batch sizes). None: every claim, every grid as it is.
+    claims: tuple[str, ...] | None = None
+    grids: dict | None = None
+
+    def runs_grid(self, name: str) -> bool:
+        return self.grids is None or name in self.grids
+
+    def runs_claim(self, claim_id: str) -> bool:
+        return self.claims is None or claim_id in self.claims
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,18 @@ class GridSpec:
     # Under a stop rule that can end before the cap: the epochs a pilot took at the grid's smallest
     # batch (lossscape.plan scales it to the other cells); None: the plan assumes the cap.
     expect_epochs: float | None = None
+
+    def for_setting(self, setting: Setting) -> "GridSpec":
+        """This grid as `setting` runs it: its `grids` entry for this grid applied (batch sizes,
+        seeds and RunConfig fields; the setting's value wins here, since it names this grid)."""
+        extra = (setting.grids or {}).get(self.name)
+        if not extra:
+            return self
+        fields = {**self.fields, **{k: v for k, v in extra.items() if k in _RUN_FIELDS}}
+        return dataclasses.replace(
+            self, fields=fields, batch_sizes=tuple(extra.get("batch_sizes", self.batch_sizes)),
+            seeds=tuple(range(extra["seeds"])) if "seeds" in extra else self.seeds,
+            expect_epochs=extra.get("expect_epochs", self.expect_epochs))
 
     def configs(self, setting: Setting) -> dict[tuple[int, float], RunConfig]:
         """(batch size, lr) -> config; lr is the setting's unless the grid sweeps its own."""
@@ -93,8 +118,10 @@ class Profile:
         configs through GridSpec.configs, so a plan and a run never disagree on what a cell is."""
         for setting in self.settings:
             for spec in self.grids.values():
-                for cfg in spec.configs(setting).values():
-                    yield setting, spec, cfg
+                if setting.runs_grid(spec.name):
+                    spec = spec.for_setting(setting)
+                    for cfg in spec.configs(setting).values():
+                        yield setting, spec, cfg
 
     def grid(self, name: str) -> GridSpec:
         if name not in self.grids:
@@ -186,6 +213,11 @@ def _build(path: Path, n_seeds: int | None, device: str | None = None, directory
         grids[gname] = GridSpec(gname, fields, tuple(g.get("batch_sizes", batch_sizes)),
                                 tuple(g["lrs"]) if "lrs" in g else None, grid_seeds, g.get("population", True),
                                 g.get("expect_epochs"))
+    for setting in settings:
+        for gname in setting.grids or {}:
+            if gname not in grids:
+                raise ConfigError(f"settings.{setting.id}.grids: {gname!r} is not a grid of profile {name!r}; "
+                                  f"allowed: {', '.join(grids)}")
     return Profile(name, path, raw.get("description", ""), device, seeds, batch_sizes, settings,
                    grids, raw.get("params", {}), _not_run(name, raw.get("not_run", {}), directory))
 
@@ -213,7 +245,8 @@ def _check_single_model_grids(profiles: list[Profile]) -> None:
         for p in profiles:
             for setting in p.settings:
                 for g in p.grids.values():
-                    if g.population == population:
+                    if g.population == population and setting.runs_grid(g.name):
+                        g = g.for_setting(setting)
                         for (bs, lr), cfg in g.configs(setting).items():
                             yield cfg.replace(seed=0).to_json(), f"{p.name}.grids.{g.name}", setting.id, bs, lr
 
@@ -240,5 +273,14 @@ def missing_data(setting: Setting) -> str | None:
 def _setting(s: dict) -> Setting:
     unknown = set(s) - _RUN_FIELDS - _SETTING_KEYS
     if unknown:
-        raise ConfigError(f"settings: unknown key {sorted(unknown)[0]!r}; allowed: RunConfig fields and id, why, requires")
-    return Setting(s["id"], {k: v for k, v in s.items() if k in _RUN_FIELDS}, s.get("requires"))
+        raise ConfigError(f"settings: unknown key {sorted(unknown)[0]!r}; allowed: RunConfig fields and "
+                          f"{', '.join(sorted(_SETTING_KEYS))}")
+    grids = s.get("grids")
+    for gname, extra in (grids or {}).items():
+        bad = set(extra) - _RUN_FIELDS - _SETTING_GRID_KEYS
+        if bad:
+            raise ConfigError(f"settings.{s['id']}.grids.{gname}: unknown key {sorted(bad)[0]!r}; allowed: RunConfig "
+                              f"fields and {', '.join(sorted(_SETTING_GRID_KEYS))}")
+    claims = s.get("claims")
+    return Setting(s["id"], {k: v for k, v in s.items() if k in _RUN_FIELDS}, s.get("requires"),
+                   tuple(claims) if claims is not None else None, grids)
