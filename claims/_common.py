@@ -85,51 +85,7 @@ def gradient_gate(grid, measure, X, y) -> tuple[dict, list[str]]:
     return table, caveats
 
 
-def single_model(grid):
-    """`grid`, which wall-time claims may read only if it trains one model per process.
-
-    A population's members share one wall clock, so their epoch times are the population's, not a
-    model's; lossscape.profiles also keeps every single-model grid's configs apart from every population
-    grid's, so the cache never serves one for the other.
-    """
-    if grid.spec.population:
-        raise ValueError(f"grid {grid.spec.name!r} trains seed populations; a wall-time claim needs a "
-                         "single-model grid (population = false)")
-    return grid
-
-
-def median_epoch_time(run) -> float:
-    """Median training time of one epoch (steps only, evaluation excluded), the first (warm-up) epoch left out."""
-    return float(np.median(run.metric("epoch_time_s")[1:]))
-
-
-def time_to_minimum_test(early, timing, threshold: float = 1.0, direction: str = "greater"):
-    """Single-model time to the minimum validation loss, the largest batch's over the smallest's.
-
-    Time = best epoch (grid `early`, early stopping) x median single-model epoch time at that
-    batch size (grid `timing`): population runs share one wall clock, so their own times say
-    nothing about one model. Claimed: ratio beyond `threshold` in `direction`. The four groups
-    (epochs and epoch times at the smallest and largest batch) come from different grids with
-    different seed counts, so the test is Welch's t on log values of the ratio of geometric means
-    (stats.log_ratio_test), which treats them as independent: the epochs of one seed at two batch
-    sizes are positively correlated if at all, so ignoring the pairing can only widen the interval.
-    Returns the test and a report table over every batch size.
-    """
-    small, large = early.batch_sizes[0], early.batch_sizes[-1]
-    epochs = per_batch(early, lambda run: run.best_epoch)
-    epoch_time = per_batch(single_model(timing), median_epoch_time)
-
-    test = stats.log_ratio_test((epochs[small], epochs[large], epoch_time[small], epoch_time[large]),
-                                (-1, 1, -1, 1), threshold, direction, effect_name="total time ratio")
-    rows = [[bs, fmt(np.mean(epoch_time[bs])), fmt(np.mean(epochs[bs])),
-             fmt(np.mean(epoch_time[bs]) * np.mean(epochs[bs]))] for bs in early.batch_sizes if bs in epoch_time]
-    table = {"title": "time to the minimum validation loss (single-model estimate)",
-             "columns": ["batch size", "median epoch time (s)", "mean epochs to minimum", "estimated time (s)"],
-             "rows": rows}
-    return test, table
-
-
-_SESSION_TIMES: dict = {}  # one sweep per (profile, setting, grid) in a session: BS-3, BS-4 and DP-2 share it
+_SESSION_TIMES: dict = {}  # one sweep per (profile, setting, grid) in a session: BS-3, BS-4, DP-2 and LR-2 share it
 
 
 def session_epoch_times(profile, setting, grid_name: str):
@@ -143,7 +99,8 @@ def session_epoch_times(profile, setting, grid_name: str):
     key = (profile.name, setting.id, grid_name)
     if key not in _SESSION_TIMES:
         p = profile.params["timing"]
-        configs = {bs: cfg for (bs, _), cfg in sorted(profile.grid(grid_name).configs(setting).items())}
+        spec = profile.grid(grid_name).for_setting(setting)
+        configs = {bs: cfg for (bs, _), cfg in sorted(spec.configs(setting).items())}
         _SESSION_TIMES[key] = engine_step_times(configs, steps=p["steps"], repeats=p["repeats"], evaluate=True)
     return _SESSION_TIMES[key]
 

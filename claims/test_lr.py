@@ -1,7 +1,7 @@
 """LR: learning-rate scaling and the batch/LR interplay (CLAIMS.md, family LR).
 
 Grids (lossscape/profiles/): `lr_unscaled` / `lr_scaled` (early stopping, base LR at every
-batch vs linear scaling from the smallest batch), `lr_timing` (single-model epoch times),
+batch vs linear scaling from the smallest batch; LR-2 times their steps in the session),
 `minimizer_unscaled` / `minimizer_scaled` (target training loss), `lr_grid` (LR x batch, early
 stopping), `schedules` (step decay), `budget` (fixed epochs; LR-7's trained models).
 
@@ -22,7 +22,7 @@ from lossscape.report.result import fmt
 from lossscape.throughput import throughput_knee, training_throughput
 from lossscape.data import load_data
 
-from ._common import per_batch, seed_trend, time_to_minimum_test
+from ._common import per_batch, seed_trend, session_epoch_times, session_time_to_minimum_test
 
 # LR-1, LR-3 and LR-4 give one result per large batch size: lr_unscaled's sizes above its smallest
 # (the small batch) for LR-1, every size of minimizer_scaled for LR-3/LR-4 (their small batch is
@@ -116,7 +116,7 @@ def test_lr1_linear_scaling_closes_the_validation_loss_gap(claim, grids, setting
 
 @pytest.mark.claim("LR-2")
 @pytest.mark.parametrize("part", ["epochs", pytest.param("time", marks=pytest.mark.timing)])
-def test_lr2_scaled_large_batches_converge_in_as_many_epochs_and_less_time(claim, grids, setting, part):
+def test_lr2_scaled_large_batches_converge_in_as_many_epochs_and_less_time(claim, grids, setting, profile, part):
     """LR-2: with LR scaling, large batches converge in about as many epochs as small ones, so their
     total training time is shorter. Source 000/001: bs 256 took 2197 s vs 3156 s at bs 32 (with
     their epoch times, about 285 vs 255 epochs).
@@ -128,15 +128,15 @@ def test_lr2_scaled_large_batches_converge_in_as_many_epochs_and_less_time(claim
       Why 2, fixed before running: "about as many" has to exclude what the sources call slow
       convergence, bs 256 at 6x the epochs of bs 32 unscaled (BS-4: 958 vs 158); 2 sits well below
       that and leaves room for the noise of an early-stopping epoch on a flat validation curve.
-    - time: time to the minimum validation loss, T = best epoch x the median single-model epoch
-      time at that batch size (population runs share one wall clock, so their own times say
-      nothing per model; grid `lr_timing` trains the same configs one per process for a few
-      epochs). Claimed T_large < T_small: the Welch test on log values of the ratio against 1 that
-      BS-4 and DP-2 use (_common.time_to_minimum_test). (A paired sign-flip test over 5 seeds
-      cannot go below p = 1/32, above alpha / m.)
+    - time: time to the minimum validation loss, T = best epoch x steps per epoch x the engine's
+      step time at that batch size, the step timed in this session in blocks interleaved over the
+      grid's batch sizes (issue 12: times read from cached runs carried whichever session's load).
+      Claimed T_large < T_small: the Welch test on log values of the ratio against 1 that BS-4
+      and DP-2 use (_common.session_time_to_minimum_test).
       The patience epochs after the minimum are left out: they cost the same number of epochs at
       both sizes, so including them would only favour the faster-epoch large batch.
-    Caveats: eval passes are excluded from epoch times, as in BS-3.
+    Caveats: the tested time counts steps only; the table adds the variant with one evaluation
+    pass per epoch.
     """
     grid = grids(setting, "lr_scaled")
     small, large = grid.batch_sizes[0], grid.batch_sizes[-1]
@@ -151,10 +151,9 @@ def test_lr2_scaled_large_batches_converge_in_as_many_epochs_and_less_time(claim
         claim.check(test, label=f"log epoch ratio bs {large}/{small} (ratio {fmt(math.exp(test.effect))})",
                     tables=tables, caveats=caveats, **fields)
         return
-    timing = grids(setting, "lr_timing")
-    test, table = time_to_minimum_test(grid, timing, threshold=1.0, direction="less")
-    claim.check(test, label=f"time ratio bs {large}/{small}", tables=[table], caveats=caveats,
-                seeds=fields["seeds"], configs=[*fields["configs"], *timing.config_labels()])
+    times = session_epoch_times(profile, setting, "lr_scaled")
+    test, table, context = session_time_to_minimum_test(grid, times, threshold=1.0, direction="less")
+    claim.check(test, label=f"time ratio bs {large}/{small}", tables=[table], caveats=[*caveats, context], **fields)
 
 
 def _large_small(grids, setting):

@@ -1,5 +1,5 @@
 """The statistics the claim modules compute themselves, on hand-computed cases: X-1's critical
-batch size fit, X-1/X-2's steps to a target, GEO-5's rise around a minimizer, BS-4/DP-2's time
+batch size fit, X-1/X-2's steps to a target, GEO-5's rise around a minimizer, BS-4/DP-2/LR-2's time
 to the minimum and LR-1/LR-4's gap-closed rule; the rules also on null, planted and reversed data.
 
 They are imported where the claims define them (claims/ is a package beside tests/)."""
@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from claims._common import time_to_minimum_test
+from claims._common import session_time_to_minimum_test
+from lossscape.throughput import StepTimes
 from claims.test_geo import GEO5_ALPHAS, _rise_around
 from claims.test_lr import GAP_CLOSED, check_gap_closed
 from claims.test_x import _critical_batch_size, _steps_to_target
@@ -127,29 +128,28 @@ def test_rise_is_larger_around_the_steeper_minimizer():
     assert _rise_around(curve, 1.0) > _rise_around(curve, 0.0) > 0
 
 
-# -- BS-4 / DP-2: single-model time to the minimum, largest batch over smallest ------------------
+# -- BS-4 / DP-2 / LR-2: time to the minimum from this session's step times --------------------
 
-def _time_grids(epochs_small, epochs_large, times_small, times_large, population=False):
+def _time_inputs(epochs_small, epochs_large, times_small, times_large, steps=(4, 1)):
+    """An early-stopping grid (best epochs per seed) and session step times per block."""
     early = FakeGrid({16: [FakeRun(s, best_epoch=e) for s, e in enumerate(epochs_small)],
                       256: [FakeRun(s, best_epoch=e) for s, e in enumerate(epochs_large)]})
-    # every run's first epoch is a slow warm-up, which the median epoch time leaves out
-    timing = FakeGrid({bs: [FakeRun(s, epoch_time_s=[99.0, t, t, t]) for s, t in enumerate(times)]
-                       for bs, times in ((16, times_small), (256, times_large))}, population=population)
-    return early, timing
+    early.configs = {(16, 0.1): type("Cfg", (), {"device": "cpu"})()}
+    times = StepTimes({16: np.array(times_small, float), 256: np.array(times_large, float)},
+                      {16: np.full(len(times_small), 0.5), 256: np.full(len(times_large), 0.5)},
+                      {16: steps[0], 256: steps[1]})
+    return early, times
 
 
 def test_time_to_minimum_by_hand():
-    # epochs: geometric means 20 (small) and 10 (large); epoch times: 2 and 6; time ratio (10 x 6) / (20 x 2) = 1.5
-    early, timing = _time_grids([10, 40], [5, 20], [1.0, 4.0], [3.0, 12.0])
-    test, table = time_to_minimum_test(early, timing)
-    assert test.effect == pytest.approx(1.5) and test.n == (2, 2, 2, 2)
-    assert table["rows"] == [[16, "2.5", "25", "62.5"], [256, "7.5", "12.5", "93.8"]]  # means, as printed
-
-
-def test_time_to_minimum_refuses_a_population_timing_grid():
-    early, timing = _time_grids([10, 40], [5, 20], [1.0, 4.0], [3.0, 12.0], population=True)
-    with pytest.raises(ValueError, match="single-model grid"):
-        time_to_minimum_test(early, timing)
+    # epochs: geometric means 20 (small) and 10 (large); epoch time = steps per epoch x step time:
+    # 4 x (1, 4) -> geometric mean 8 at bs 16, 1 x (3, 12) -> 6 at bs 256; ratio (10 x 6) / (20 x 8) = 0.375
+    early, times = _time_inputs([10, 40], [5, 20], [1.0, 4.0], [3.0, 12.0])
+    test, table, context = session_time_to_minimum_test(early, times)
+    assert test.effect == pytest.approx(0.375) and test.n == (2, 2, 2, 2)
+    # per batch: steps per epoch, median step (ms), mean epochs, steps-only time, time with one 0.5 s evaluation per epoch
+    assert table["rows"] == [[16, 4, "2.5e+03", "25", "250", "262"], [256, 1, "7.5e+03", "12.5", "93.8", "100"]]
+    assert "threads" in context
 
 
 def _lognormal(rng, centre, n=5):
@@ -165,8 +165,8 @@ def test_time_to_minimum_null_planted_reversed(large_over_small, expected):
     rng = np.random.default_rng(1)
     epochs, times = _lognormal(rng, 20), _lognormal(rng, 1.0)
     large = (epochs, times * large_over_small) if large_over_small != 1.0 else (epochs, times)
-    early, timing = _time_grids(epochs, large[0], times, large[1])
-    test, _ = time_to_minimum_test(early, timing, threshold=1.0, direction="greater")
+    early, step_times = _time_inputs(epochs, large[0], times, large[1], steps=(1, 1))
+    test, _, _ = session_time_to_minimum_test(early, step_times, threshold=1.0, direction="greater")
     assert stats.verdict(test) == expected
 
 

@@ -5,9 +5,10 @@ import pytest
 from lossscape.config import ConfigError
 from lossscape.profiles import PROFILES, load_profile
 
-# The grids whose wall times claims read: BS-3, BS-4 (total time) and DP-2 (total time) read
-# `timing`, DP-2 (epoch time) `dp_timing`, LR-2 `lr_timing`, FO-3 `freezeout`.
-TIMED_GRIDS = ("timing", "dp_timing", "lr_timing", "freezeout")
+# The single-model grids (one process per run): `timing` (LR-7's config), `dp_timing` (DP-2's
+# k-device runs, gpu only), `freezeout` (BatchNorm models, one at a time). Claims time steps in
+# the session (claims/_common.session_epoch_times), never from these runs' cached epoch times.
+TIMED_GRIDS = ("timing", "dp_timing", "freezeout")
 
 
 def _runs(profile, population: bool) -> dict[str, str]:
@@ -58,20 +59,6 @@ def test_a_single_model_grid_equal_to_a_population_grid_is_refused_D12(tmp_path)
         load_profile("smoke", directory=tmp_path)
     path.write_text(TWO_GRIDS.format(timing_epochs=4))  # one field apart: distinct runs in the cache
     assert load_profile("smoke", directory=tmp_path).grid("timing").fields["epochs"] == 4
-
-
-def test_wall_time_claims_refuse_a_population_grid_D12():
-    from types import SimpleNamespace
-
-    from claims._common import single_model, time_to_minimum_test
-    smoke = load_profile("smoke")
-    budget = SimpleNamespace(spec=smoke.grid("budget"))  # a population grid, as the smoke timing grid once was
-    with pytest.raises(ValueError, match="'budget' trains seed populations"):
-        single_model(budget)
-    with pytest.raises(ValueError, match="'budget' trains seed populations"):
-        time_to_minimum_test(SimpleNamespace(batch_sizes=[16, 256], by_batch=dict), budget)
-    timing = SimpleNamespace(spec=smoke.grid("timing"))
-    assert single_model(timing) is timing
 
 
 SOURCE_SETTING = """
