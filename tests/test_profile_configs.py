@@ -25,10 +25,12 @@ def build_every_config(profile) -> list:
 def test_every_setting_grid_and_seed_of_a_profile_is_a_run_config(name):
     profile = load_profile(name)
     built = build_every_config(profile)
-    # each setting meets each grid (the per-model grids meet their models instead)
+    # each setting meets each grid it runs (a source's own setting names its grids; the per-model
+    # grids meet their models instead)
     pairs = {(owner, grid) for owner, grid, _ in built}
     for setting in profile.settings:
-        assert {g for g in profile.grids if g not in PER_MODEL_GRIDS} <= {g for o, g in pairs if o == setting.id}
+        runs = {g for g in profile.grids if g not in PER_MODEL_GRIDS and setting.runs_grid(g)}
+        assert runs and runs <= {g for o, g in pairs if o == setting.id}
     for grid in PER_MODEL_GRIDS:
         assert grid not in profile.grids or any(g == grid for _, g, _ in built)
     assert len({cfg for *_, cfg in built}) > len(profile.grids)
