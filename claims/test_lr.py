@@ -22,7 +22,7 @@ from lossscape.report.result import fmt
 from lossscape.throughput import throughput_knee, training_throughput
 from lossscape.data import load_data
 
-from ._common import per_batch, seed_trend, session_epoch_times, session_time_to_minimum_test
+from ._common import keskar_phi, per_batch, seed_trend, session_epoch_times, session_time_to_minimum_test
 
 # LR-1, LR-3 and LR-4 give one result per large batch size: lr_unscaled's sizes above its smallest
 # (the small batch) for LR-1, every size of minimizer_scaled for LR-3/LR-4 (their small batch is
@@ -194,8 +194,8 @@ def test_lr3_scaling_flattens_large_batch_minimizers_but_not_to_small_batch(clai
     scaled, unscaled, small = _large_small(grids, setting)
     data = load_data(unscaled.at(small)[0].config)
 
-    def sharpness(run):
-        return measure(run, geometry.keskar_sharpness, data.X_train, data.y_train, epsilon=KESKAR_EPSILON)
+    def sharpness(run):  # GEO-6's measurement: one cached entry per run (_common.keskar_phi)
+        return keskar_phi(measure, run, data.X_train, data.y_train, KESKAR_EPSILON)
 
     b = minimizer_batch
     sharp_small, sharp_u, sharp_s = (np.array([sharpness(r) for r in runs])
