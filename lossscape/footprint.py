@@ -15,9 +15,10 @@ The estimate counts what engine.Engine holds, in the config's dtype:
 - once, the dataset on the device.
 Data-parallel populations train one member at a time and hold one working set; any other
 population may stack (BatchNorm models too), so each of its members counts one. Layers' outputs
-are counted from a forward pass on the meta device, where nothing is allocated. It is an estimate, not a bound: against peak RSS it measured 1.05x for 50 members of
-the width-1024 MLP (2 GB) and 0.44x for 200 width-64 members (0.24 GB), where the process's fixed
-costs dominate; the refusal is for what cannot fit at all.
+are counted from a forward pass on the meta device, where nothing is allocated. It is an
+estimate, not a bound: against peak RSS it measured 1.05x for 50 members of the width-1024 MLP
+(2 GB) and 0.44x for 200 width-64 members (0.24 GB), where the process's fixed costs dominate;
+the refusal is for what cannot fit at all.
 """
 from __future__ import annotations
 
