@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossscape import RunConfig, train, train_population
+from lossscape import RunConfig, strategies, train, train_population
 from lossscape.data import load_data
 from lossscape.engine import EVAL_CHUNK, Engine
 from lossscape.footprint import population_bytes
@@ -62,8 +62,11 @@ def test_batchnorm_members_equal_single_runs(model):
                 assert hm[f"{split}_acc"] == pytest.approx(hs[f"{split}_acc"], abs=1 / 80 + 1e-9)
 
 
-def test_a_member_evaluates_on_its_own_running_statistics():
-    """Oracle: the member's final state loaded into a plain module in eval mode."""
+@pytest.mark.parametrize("pass_examples", [strategies.EVAL_MEMBER_EXAMPLES, 64])
+def test_a_member_evaluates_on_its_own_running_statistics(monkeypatch, pass_examples):
+    """Oracle: the member's final state loaded into a plain module in eval mode. 64
+    member-examples per pass: the 80 validation examples in passes of 21 per member."""
+    monkeypatch.setattr(strategies, "EVAL_MEMBER_EXAMPLES", pass_examples)
     c = cfg("resnet_small")
     ds = load_data(c)
     for member in train_population(c, SEEDS, path="stacked"):
