@@ -19,6 +19,9 @@ ratios taken in the same run are what count, absolute times are not).
 3. `loss_surface_2d` (points per pass chosen by its probe) against a plain loop of full-batch
    forward passes with the same directions (target <= 1.0x), and their largest difference.
 4. The share of a single run's wall time spent evaluating train, val and test each epoch.
+5. BatchNorm populations: 8 seeds of resnet_small and densenet_small (the cpu profile's snapshot
+   setting: MNIST-1D, 2,000 samples, batch 64) on the path the probe chooses and forced stacked,
+   against a loop of 8 single runs, in wall time and in training-step time (target >= 1.0x).
 
 Arms alternate within each repeat after a warm-up; medians are reported.
 """
@@ -45,7 +48,7 @@ from lossscape.data import load_data
 from lossscape.models import init_model
 
 CHOOSER = importlib.import_module("lossscape.train")  # the module (lossscape.train is the function)
-SECTIONS = ["engine", "hvp", "trace", "surface", "evaluation"]
+SECTIONS = ["engine", "hvp", "trace", "surface", "evaluation", "batchnorm"]
 CONFIGS = [(64, 16), (128, 64), (256, 64)]
 SEEDS = list(range(8))
 
@@ -217,6 +220,29 @@ def bench_evaluation_share(epochs: int) -> None:
         print(f"| w{width} bs{bs} | {steps:.2f} | {evals:.2f} | {100 * evals / (steps + evals):.0f}% |")
 
 
+def bench_batchnorm_population(epochs: int, repeats: int) -> None:
+    print(f"\n## BatchNorm populations: {len(SEEDS)} seeds vs a loop of {len(SEEDS)} single runs, MNIST-1D "
+          f"(2,000 samples), batch 64, {epochs} epochs")
+    print("| model | chosen path | probe s | probe s per member-step (1 / half / all) "
+          "| population (chosen) vs loop | stacked (all 8) vs loop | stacked vs loop, training steps only |")
+    print("|---|---|---|---|---|---|---|")
+    for model in ["resnet_small", "densenet_small"]:
+        cfg = RunConfig(dataset="mnist1d", n_samples=2000, model=model, batch_size=64, lr=0.1, momentum=0.9,
+                        epochs=epochs)
+        CHOOSER.CHOSEN_PATHS.clear()
+        probe_s = _seconds(lambda: CHOOSER.choose_path(cfg, len(SEEDS)))
+        chosen = CHOOSER.choose_path(cfg, len(SEEDS))
+        wall, steps = alternate({
+            "chosen": lambda: train_population(cfg, SEEDS),
+            "stacked": lambda: train_population(cfg, SEEDS, path="stacked"),
+            "loop": lambda: [train(cfg.replace(seed=s)) for s in SEEDS],
+        }, repeats)
+        per = " / ".join(f"{1e3 * t:.1f} ms" for t in chosen["probe_s_per_member_step"].values())
+        print(f"| {model} | {chosen['kind']}, {chosen['members_per_chunk']} per chunk | {probe_s:.2f} | {per} "
+              f"| {wall['loop'] / wall['chosen']:.2f}x | {wall['loop'] / wall['stacked']:.2f}x "
+              f"| {steps['loop'] / steps['stacked']:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -233,6 +259,7 @@ def main() -> None:
         "trace": lambda: bench_trace(X[:1000], y[:1000], a.repeats),
         "surface": lambda: bench_surface(X, y, a.repeats),
         "evaluation": lambda: bench_evaluation_share(a.epochs),
+        "batchnorm": lambda: bench_batchnorm_population(a.epochs, a.repeats),
     }
     for section in SECTIONS:
         if section in a.only:

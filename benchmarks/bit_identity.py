@@ -66,12 +66,14 @@ def jobs(cpu_epochs: int, cpu_seeds: int):
 
 def _cap_epochs(cfg: RunConfig, cap: int) -> RunConfig:
     epochs = min(cfg.epochs, cap)
+    warmup = min(cfg.warmup_epochs, epochs - 1)  # a warmup must end before the last epoch
     if cfg.schedule == "cyclic_cosine":
         snaps = math.gcd(cfg.snapshots, epochs) if cfg.snapshots > 1 else 1
-        return cfg.replace(epochs=epochs, snapshots=snaps)
+        return cfg.replace(epochs=epochs, warmup_epochs=warmup, snapshots=snaps)
     if cfg.schedule == "step":  # decay at every epoch after the first, so the cap keeps the decay
-        return cfg.replace(epochs=epochs, decay_epochs=tuple(range(1, epochs)))
-    return cfg.replace(epochs=epochs, record_snapshots=tuple(e for e in cfg.record_snapshots if e <= epochs))
+        return cfg.replace(epochs=epochs, warmup_epochs=warmup, decay_epochs=tuple(range(1, epochs)))
+    return cfg.replace(epochs=epochs, warmup_epochs=warmup,
+                       record_snapshots=tuple(e for e in cfg.record_snapshots if e <= epochs))
 
 
 def kept_states(run) -> list[dict]:

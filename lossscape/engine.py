@@ -279,6 +279,9 @@ class Engine:
         # stopped members keep their weights: a per-member mask, the same for the whole epoch
         active = torch.tensor([m.active for m in self.members], device=self.device)
         active = None if bool(active.all()) else active
+        # and their BatchNorm statistics, which a training forward moves: put back after the epoch,
+        # before anything reads a stopped member's state again (its final state, in _runs)
+        held = [b.clone() for b in self.strategy.buffers] if active is not None else []
         norms = []
         for j in range(steps):
             lrs = self.stage_lrs(step, total_steps, epoch + j / steps)
@@ -286,6 +289,8 @@ class Engine:
             step += 1
             if step in snap_at:
                 self.take_snapshots(step)
+        for b, h in zip(self.strategy.buffers, held):
+            b.copy_(torch.where(active.view(-1, *[1] * (b.dim() - 1)), b, h))
         return step, lrs[-1] if lrs else self.cfg.lr, norms
 
     def _runs(self, total_time: float) -> list[Run]:

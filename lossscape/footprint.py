@@ -13,11 +13,12 @@ The estimate counts what engine.Engine holds, in the config's dtype:
 - per member in any case, what its Run keeps: the initial and final weights, a best-epoch copy
   under early stopping, and every snapshot;
 - once, the dataset on the device.
-Populations that train one member at a time (BatchNorm models, data parallel) hold one working
-set. Layers' outputs are counted from a forward pass on the meta device, where nothing is
-allocated. It is an estimate, not a bound: against peak RSS it measured 1.05x for 50 members of
-the width-1024 MLP (2 GB) and 0.44x for 200 width-64 members (0.24 GB), where the process's fixed
-costs dominate; the refusal is for what cannot fit at all.
+Data-parallel populations train one member at a time and hold one working set; any other
+population may stack (BatchNorm models too), so each of its members counts one. Layers' outputs
+are counted from a forward pass on the meta device, where nothing is allocated. It is an
+estimate, not a bound: against peak RSS it measured 1.05x for 50 members of the width-1024 MLP
+(2 GB) and 0.44x for 200 width-64 members (0.24 GB), where the process's fixed costs dominate;
+the refusal is for what cannot fit at all.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .data import Dataset
-from .models import build_model, has_batchnorm
+from .models import build_model
 from .schedules import batch_size_at
 
 WORKING_COPIES = 6
@@ -72,8 +73,7 @@ def population_bytes(cfg: RunConfig, ds: Dataset, eval_chunk: int) -> tuple[int,
     kept = weights * (KEPT_COPIES + (cfg.stop == "early_stop") + cfg.snapshots + len(cfg.record_snapshots))
     itemsize = torch.finfo(getattr(torch, cfg.dtype)).bits // 8
     data = n_examples * math.prod(input_shape)
-    stacked = not (has_batchnorm(model) or cfg.world_size > 1)
-    if stacked:
+    if cfg.world_size == 1:  # a population may stack (train_population's probe decides): count it so
         return itemsize * data, itemsize * (working + kept)
     return itemsize * (data + working), itemsize * kept
 

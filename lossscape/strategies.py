@@ -5,10 +5,16 @@ per-member results with a leading member dimension of size S (1 for a single mod
 
 - SingleModel: the module's own parameters; its training forward may run through a wrapper
   (DistributedDataParallel, lossscape.parallel).
-- StackedModels: every parameter is one tensor [S, ...] (torch.func.stack_module_state); the
-  forward is vmap(functional_call) over the members, or lossscape.stacked_mlp's batched matmuls
+- StackedModels: every parameter and buffer is one tensor [S, ...] (torch.func.stack_module_state);
+  the forward is vmap(functional_call) over the members, or lossscape.stacked_mlp's batched matmuls
   for models made only of Linear/ReLU/Flatten layers. Each member sees its own batch, so batches
   and data orders are [S, ...] too.
+
+Buffers are BatchNorm's running statistics. Under vmap each member's BatchNorm normalizes its own
+batch with its own slice of the stacked statistics, and a training forward updates that slice in
+place (running_mean, running_var, num_batches_tracked), exactly as the member's own module would;
+evaluation (module.eval()) reads them. A member's state is its weights and buffers, keyed and
+ordered as its module's state_dict, in both strategies.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class SingleModel:
         self.module = model
         self.names = [k for k, _ in model.named_parameters()]
         self.params = list(model.parameters())
+        self.buffers = list(model.buffers())
         self.forward_module = wrap(model) if wrap else model
 
     @staticmethod
@@ -64,13 +71,24 @@ class SingleModel:
         return cpu_state(self.module)
 
 
+# A stacked evaluation pass through vmap holds S x chunk examples' activations. In one chunk of
+# 1,280 examples that made 8 members of densenet_small evaluate 3.1-3.3x slower than 8 single runs
+# (memory traffic: elementwise ops and BatchNorm 3-10x slower per element, one CPU thread); passes
+# of 128 examples per member took 0.29-0.38x that time, 256-512 0.34-0.48x, 32-64 0.42-0.43x, and
+# for 3 members 256-512 were best. Hence a bound on member-examples per pass, not on examples.
+EVAL_MEMBER_EXAMPLES = 1024
+
+
 class StackedModels:
     """`models` (same architecture, one per member) as stacked parameters [S, ...]."""
 
     def __init__(self, models: list[nn.Module], make_module: Callable[[], nn.Module]):
-        params, _ = stack_module_state(models)
+        params, buffers = stack_module_state(models)
         self.names = list(params)
         self.params = [params[k].detach().requires_grad_(True) for k in self.names]
+        self.buffer_names = list(buffers)
+        self.buffers = [buffers[k] for k in self.buffer_names]  # updated in place by training forwards
+        self.state_keys = list(models[0].state_dict())
         # code only: functional_call supplies every tensor, so the module lives on the meta device
         self.module = make_module().to("meta")
         self.plain_mlp = stacked_mlp.supports(self.module)  # no vmap needed (lossscape.stacked_mlp)
@@ -82,19 +100,23 @@ class StackedModels:
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [S, B, ...] -> logits [S, B, classes]."""
-        names = self.names
+        names, buffer_names = self.names, self.buffer_names
         if self.plain_mlp:
             return stacked_mlp.forward(self.module, dict(zip(names, self.params)), x)
 
-        def one(p, xb):
-            return functional_call(self.module, dict(zip(names, p)), (xb,))
-        return vmap(one)(self.params, x)
+        def one(p, b, xb):
+            return functional_call(self.module, {**dict(zip(names, p)), **dict(zip(buffer_names, b))}, (xb,))
+        return vmap(one)(self.params, self.buffers, x)
 
     def eval_forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Every member evaluates the same chunk."""
+        """Every member evaluates the same chunk; through vmap, in passes of about
+        EVAL_MEMBER_EXAMPLES member-examples (see there)."""
         S = len(self.params[0])
-        x, y = x.expand(S, *x.shape), y.expand(S, *y.shape)
-        return self.forward(x), y
+        y = y.expand(S, *y.shape)
+        if self.plain_mlp:
+            return self.forward(x.expand(S, *x.shape)), y
+        part = max(1, EVAL_MEMBER_EXAMPLES // S)
+        return torch.cat([self.forward(xp.expand(S, *xp.shape)) for xp in x.split(part)], dim=1), y
 
     @staticmethod
     def losses(logits: Tensor, y: Tensor) -> Tensor:
@@ -108,5 +130,6 @@ class StackedModels:
         return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors]).square().sum(0)
 
     def state(self, m: int) -> dict[str, Tensor]:
-        """Member m's weights as a CPU state dict (stacked models hold no buffers: no BatchNorm)."""
-        return {k: v[m].detach().cpu().clone() for k, v in zip(self.names, self.params)}
+        """Member m's weights and buffers as a CPU state dict, in its module's state_dict order."""
+        stacked = dict(zip(self.names + self.buffer_names, self.params + self.buffers))
+        return {k: stacked[k][m].detach().cpu().clone() for k in self.state_keys}

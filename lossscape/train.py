@@ -17,7 +17,6 @@ from .config import RunConfig
 from .data import load_data
 from .engine import EVAL_CHUNK, Engine
 from .footprint import check_memory
-from .models import build_model, has_batchnorm
 from .parallel import train_ddp
 from .run import Run
 from .schedules import batch_size_at
@@ -44,8 +43,8 @@ def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], N
     """Train cfg once per seed: as stacked models (chunks of members) or as a loop of `train`.
 
     path=None lets a short probe choose (`choose_path`); "stacked" (all members in one chunk) or
-    "loop" force one. BatchNorm models (running statistics do not vmap cleanly) and data-parallel
-    configs always loop. Either way member s equals train(cfg.replace(seed=s)), exactly in a loop
+    "loop" force one. Data-parallel configs always loop; BatchNorm models stack like any other
+    (their running statistics are stacked too: lossscape.strategies). Either way member s equals train(cfg.replace(seed=s)), exactly in a loop
     and up to float rounding when stacked; every Run records the path in `engine_path`. A
     population whose estimated memory exceeds the device's is refused before anything is built
     (lossscape.footprint).
@@ -56,9 +55,7 @@ def train_population(cfg: RunConfig, seeds, *, progress: Callable[[int, dict], N
     _check_init(cfg, init, seeds)
     ds = load_data(cfg)
     check_memory(cfg, len(seeds), ds, EVAL_CHUNK)
-    with torch.random.fork_rng(devices=[]):  # a probe for BatchNorm; the caller's RNG stays put
-        probe = build_model(cfg.model, ds.input_shape, ds.n_classes, cfg.width)
-    if cfg.world_size > 1 or has_batchnorm(probe) or len(seeds) == 1 or path == "loop":
+    if cfg.world_size > 1 or len(seeds) == 1 or path == "loop":
         chosen = {"kind": "loop", "members_per_chunk": 1, "threads": torch.get_num_threads()}
     elif path == "stacked":
         chosen = {"kind": "stacked", "members_per_chunk": len(seeds), "threads": torch.get_num_threads()}

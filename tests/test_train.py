@@ -123,15 +123,6 @@ def test_population_path_must_be_known():
         train_population(cfg(), [0, 1], path="fast")
 
 
-def test_batchnorm_population_falls_back_to_identical_single_runs():
-    c = cfg(model="resnet_small", width=4, epochs=1, batch_size=64)
-    pop = train_population(c, [0, 1], path="stacked")
-    for member in pop:
-        assert member.engine_path["kind"] == "loop"
-        single = train(c.replace(seed=member.config.seed))
-        assert _max_diff(member.final_state, single.final_state) == 0
-
-
 def test_update_norms_and_epoch_distance_against_hand_computation():
     """Full-batch steps: one step per epoch, so the epoch distance is that step's update norm."""
     c = cfg(batch_size=320, epochs=3)
