@@ -63,6 +63,10 @@ class SingleModel:
         """The member's weights and buffers as a CPU state dict."""
         return cpu_state(self.module)
 
+    def load(self, m: int, state: dict[str, Tensor]) -> None:
+        """Set the member's weights and buffers to `state` (what `state` returned), exactly."""
+        self.module.load_state_dict(state)
+
 
 class StackedModels:
     """`models` (same architecture, one per member) as stacked parameters [S, ...]."""
@@ -110,3 +114,13 @@ class StackedModels:
     def state(self, m: int) -> dict[str, Tensor]:
         """Member m's weights as a CPU state dict (stacked models hold no buffers: no BatchNorm)."""
         return {k: v[m].detach().cpu().clone() for k, v in zip(self.names, self.params)}
+
+    @torch.no_grad()
+    def load(self, m: int, state: dict[str, Tensor]) -> None:
+        """Set member m's weights to `state` (what `state` returned), exactly; a key it cannot set
+        (a buffer) is an error, not a state silently left half loaded."""
+        if set(state) != set(self.names):
+            raise ValueError(f"state: got keys {sorted(set(state) ^ set(self.names))} that differ from the "
+                             f"stacked parameters'; allowed: exactly {', '.join(self.names)}")
+        for name, p in zip(self.names, self.params):
+            p[m].copy_(state[name])
