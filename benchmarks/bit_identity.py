@@ -16,8 +16,8 @@ is a timing probe, which may choose differently between two runs); configs with 
 add the states kept at given epochs. Only the public API is used, so an old checkout runs it too.
 
 `compare` matches runs by config, seed and path, and checks every tensor (initial, final, every
-kept state, the per-step update norms) with torch.equal, and every history value but wall times
-with ==; it exits 1 on any difference. Which splits a config evaluates after every epoch
+kept state, the per-step update norms) with torch.equal (NaN equal to NaN at the same places: a
+diverged run's), and every history value but wall times with ==; it exits 1 on any difference. Which splits a config evaluates after every epoch
 (eval_every_epoch) is left out of the match: it changes no weight. A row of the second folder may
 lack a split the first one's has (an epoch that no longer evaluates it), never hold one it lacks,
 and every value it holds must be equal.
@@ -125,6 +125,13 @@ def cmd_train(a) -> None:
               flush=True)
 
 
+def _same(t: torch.Tensor, u: torch.Tensor) -> bool:
+    """torch.equal, with NaN equal to NaN at the same places (a diverged run's weights and norms)."""
+    if t.shape != u.shape or not torch.equal(t.isnan(), u.isnan()):
+        return False
+    return torch.equal(torch.where(t.isnan(), 0, t), torch.where(u.isnan(), 0, u))
+
+
 def cmd_compare(a) -> int:
     before = {p.name: p for p in Path(a.before).glob("*.pt")}
     after = {p.name: p for p in Path(a.after).glob("*.pt")}
@@ -140,7 +147,7 @@ def cmd_compare(a) -> int:
             continue
         for k, t in x["tensors"].items():
             n_tensors += 1
-            if not torch.equal(t, y["tensors"][k]):
+            if not _same(t, y["tensors"][k]):
                 bad.append(f"{where}: {k} differs (max abs {float((t.double() - y['tensors'][k].double()).abs().max()):.3g})")
         rows_x, rows_y = x["meta"].pop("history"), y["meta"].pop("history")
         if json.dumps(x["meta"], sort_keys=True) != json.dumps(y["meta"], sort_keys=True):
