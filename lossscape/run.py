@@ -15,7 +15,8 @@ Which epochs carry which splits. `history` has one row per epoch; a row holds `{
 - under early_stop, the best epoch (`best_epoch`, whose weights final_state holds): every split,
   from those weights.
 `evaluated_epochs` ({split: [epochs, 1-based]}) states it per run, and is saved with it; reading a
-split at an epoch that did not evaluate it raises a KeyError that says so, never a NaN.
+split at an epoch that did not evaluate it raises a KeyError that says so, never a NaN. A row's
+eval_time_s is the time spent evaluating the splits it carries (the end-of-training passes too).
 """
 from __future__ import annotations
 
