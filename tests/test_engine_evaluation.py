@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from lossscape import RunConfig, train, train_population
 from lossscape.data import load_data
-from lossscape.engine import Member
+from lossscape.engine import Engine, Member
 from lossscape.strategies import SingleModel, StackedModels
 
 # 500 MNIST-1D examples: 320 train / 80 val / 100 test; each split fits one evaluation chunk, so an
@@ -145,7 +145,6 @@ def test_last_epoch_row_holds_the_metrics_of_the_last_weights(path):
 def test_the_engine_keeps_its_last_weights_after_evaluating_the_best(stacked):
     """The best weights are loaded for one pass and put back: the engine ends holding each
     member's weights of its last epoch (kept by record_snapshots at every epoch's end)."""
-    from lossscape.engine import Engine
     c = cfg(**STOP_RULES["early_stop"], record_snapshots=tuple(range(1, 61)))
     engine = Engine(c, [0, 1] if stacked else [0], stacked=stacked)
     for m, run in enumerate(engine.run()):
