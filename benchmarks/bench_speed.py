@@ -18,7 +18,11 @@ ratios taken in the same run are what count, absolute times are not).
    column by column: time per sample and the error against the exact trace.
 3. `loss_surface_2d` (points per pass chosen by its probe) against a plain loop of full-batch
    forward passes with the same directions (target <= 1.0x), and their largest difference.
-4. The share of a single run's wall time spent evaluating train, val and test each epoch.
+4. The share of a single run's time spent evaluating (MLP w256 on MNIST-1D, bs 64 and 1024, fixed
+   epochs and early stopping): each epoch evaluating only the splits its stop rules read (the
+   default) against every split every epoch (the former behaviour, forced with
+   eval_every_epoch=("train", "val", "test")), arms alternating in one run; the ratio is the
+   default's wall time over the former's.
 5. BatchNorm populations: 8 seeds of resnet_small and densenet_small (the cpu profile's snapshot
    setting: MNIST-1D, 2,000 samples, batch 64) on the path the probe chooses and forced stacked,
    against a loop of 8 single runs, in wall time and in training-step time (target >= 1.0x).
@@ -210,14 +214,33 @@ def bench_surface(X, y, repeats: int, grid: int = 11) -> None:
           f"{t['loss_surface_2d'] / t['plain loop']:.2f}x the loop's time")
 
 
-def bench_evaluation_share(epochs: int) -> None:
-    print(f"\n## Evaluation share of a single run's epoch time (train, val and test every epoch), {epochs} epochs")
-    print("| config | steps s | evaluation s | evaluation share |")
-    print("|---|---|---|---|")
-    for width, bs in [(256, 64), (256, 1024)]:
-        run = train(RunConfig(dataset="mnist1d", model="mlp", width=width, batch_size=bs, lr=0.05, epochs=epochs))
-        steps, evals = (sum(h[k] for h in run.history) for k in ("epoch_time_s", "eval_time_s"))
-        print(f"| w{width} bs{bs} | {steps:.2f} | {evals:.2f} | {100 * evals / (steps + evals):.0f}% |")
+def bench_evaluation_share(epochs: int, repeats: int) -> None:
+    """Evaluation seconds (the rows' eval_time_s, the end-of-run passes included) over evaluation
+    plus training steps (epoch_time_s), medians over alternating repeats after one warm-up each."""
+    print(f"\n## Evaluation share of a single run's time, {epochs} epochs: the stop rules' splits each epoch "
+          f"(now) against every split every epoch (before)")
+    print("| config | stop | arm | steps s | evaluation s | evaluation share | wall s | wall now / before |")
+    print("|---|---|---|---|---|---|---|---|")
+    for bs in (64, 1024):
+        for stop in ({"stop": "epochs"}, {"stop": "early_stop", "patience": epochs}):  # patience = epochs: no early end
+            now = RunConfig(dataset="mnist1d", model="mlp", width=256, batch_size=bs, lr=0.05, epochs=epochs, **stop)
+            arms = {"before": now.replace(eval_every_epoch=("train", "val", "test")), "now": now}
+            seen = {name: {"steps": [], "eval": [], "wall": []} for name in arms}
+            for r in range(repeats + 1):
+                for name, cfg in arms.items():
+                    t0 = time.perf_counter()
+                    run = train(cfg)
+                    wall = time.perf_counter() - t0
+                    if r:  # the first round warms up
+                        seen[name]["wall"].append(wall)
+                        for key, field in (("steps", "epoch_time_s"), ("eval", "eval_time_s")):
+                            seen[name][key].append(sum(h[field] for h in run.history))
+            med = {name: {k: statistics.median(v) for k, v in d.items()} for name, d in seen.items()}
+            for name, m in med.items():
+                ratio = f"{m['wall'] / med['before']['wall']:.2f}x" if name == "now" else ""
+                print(f"| w256 bs{bs} | {stop['stop']} | {name} ({', '.join(arms[name].epoch_splits)} every epoch) | "
+                      f"{m['steps']:.2f} | {m['eval']:.2f} | {100 * m['eval'] / (m['steps'] + m['eval']):.0f}% | "
+                      f"{m['wall']:.2f} | {ratio} |")
 
 
 def bench_batchnorm_population(epochs: int, repeats: int) -> None:
@@ -258,7 +281,7 @@ def main() -> None:
         "hvp": lambda: bench_hvp(X[:1000], y[:1000], a.repeats),
         "trace": lambda: bench_trace(X[:1000], y[:1000], a.repeats),
         "surface": lambda: bench_surface(X, y, a.repeats),
-        "evaluation": lambda: bench_evaluation_share(a.epochs),
+        "evaluation": lambda: bench_evaluation_share(a.epochs, a.repeats),
         "batchnorm": lambda: bench_batchnorm_population(a.epochs, a.repeats),
     }
     for section in SECTIONS:

@@ -16,8 +16,12 @@ is a timing probe, which may choose differently between two runs); configs with 
 add the states kept at given epochs. Only the public API is used, so an old checkout runs it too.
 
 `compare` matches runs by config, seed and path, and checks every tensor (initial, final, every
-kept state, the per-step update norms) with torch.equal, and every history value but wall times
-with ==; it exits 1 on any difference.
+kept state, the per-step update norms) with torch.equal (NaN equal to NaN at the same places: a
+diverged run's), and every history value but wall times with ==; it exits 1 on any difference.
+Which splits a config evaluates after every epoch (eval_every_epoch) is left out of the match: it
+changes no weight. A row of the second folder may
+lack a split the first one's has (an epoch that no longer evaluates it), never hold one it lacks,
+and every value it holds must be equal.
 """
 from __future__ import annotations
 
@@ -117,10 +121,18 @@ def cmd_train(a) -> None:
             runs = train_population(cfg, seeds, path=path)
         for run in runs:
             rec = record(run, label, path)
-            name = hashlib.sha256((rec["config"] + path).encode()).hexdigest()[:20]
+            matched = {k: v for k, v in json.loads(rec["config"]).items() if k != "eval_every_epoch"}
+            name = hashlib.sha256((json.dumps(matched, sort_keys=True, separators=(",", ":")) + path).encode()).hexdigest()[:20]
             torch.save(rec, out / f"{name}.pt")
         print(f"[{i + 1}/{len(todo)}] {label} bs={cfg.batch_size} lr={cfg.lr:g} {path}: {len(runs)} runs",
               flush=True)
+
+
+def _same(t: torch.Tensor, u: torch.Tensor) -> bool:
+    """torch.equal, with NaN equal to NaN at the same places (a diverged run's weights and norms)."""
+    if t.shape != u.shape or not torch.equal(t.isnan(), u.isnan()):
+        return False
+    return torch.equal(torch.where(t.isnan(), 0, t), torch.where(u.isnan(), 0, u))
 
 
 def cmd_compare(a) -> int:
@@ -138,10 +150,14 @@ def cmd_compare(a) -> int:
             continue
         for k, t in x["tensors"].items():
             n_tensors += 1
-            if not torch.equal(t, y["tensors"][k]):
+            if not _same(t, y["tensors"][k]):
                 bad.append(f"{where}: {k} differs (max abs {float((t.double() - y['tensors'][k].double()).abs().max()):.3g})")
+        rows_x, rows_y = x["meta"].pop("history"), y["meta"].pop("history")
         if json.dumps(x["meta"], sort_keys=True) != json.dumps(y["meta"], sort_keys=True):
-            bad.append(f"{where}: history, stop reason, best epoch or snapshot steps differ")
+            bad.append(f"{where}: stop reason, best epoch or snapshot steps differ")
+        if len(rows_x) != len(rows_y) or any(set(b) - set(a) or json.dumps({k: a[k] for k in b}, sort_keys=True)
+                                             != json.dumps(b, sort_keys=True) for a, b in zip(rows_x, rows_y)):
+            bad.append(f"{where}: history differs")
     print(f"{n_runs} runs matched, {n_tensors} tensors compared with torch.equal; "
           f"{len(missing)} runs in only one folder; {len(bad)} differences")
     for line in bad[:50]:

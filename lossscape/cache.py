@@ -53,7 +53,12 @@ from .train import train, train_population
 # 2: manifest.json with every file's checksum; the dataset fingerprint in the key.
 # 3: run.json and tensors.safetensors as Run.save writes them: cycle snapshots and record_snapshots
 #    epochs apart (`snapshot_epochs`), the key in the manifest only.
-CACHE_FORMAT = 3
+# 4: history rows carry only the splits evaluated at their epoch (the stop rules' and the config's
+#    eval_every_epoch; every split at the last epoch and early_stop's best), and run.json records
+#    which (`evaluated_epochs`). A format-3 entry has every split at every epoch: its rows would
+#    still read, but its eval_time_s means more work than the same config's run does now, and its
+#    run.json has no record to check.
+CACHE_FORMAT = 4
 # The modules whose code changes what a run computes.
 _TRAINING_SOURCES = ("config.py", "data.py", "data_order.py", "models.py", "schedules.py", "freezeout.py",
                      "stacked_mlp.py", "strategies.py", "engine.py", "parallel.py", "train.py")

@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 
 from . import __version__
 from .cache import CacheError, RunStore
-from .config import CHOICES, MAX_SEED, ConfigError, RunConfig
+from .config import CHOICES, MAX_SEED, SPLITS, ConfigError, RunConfig
 from .data import DataError, DatasetNotFoundError
 from .parallel import is_main_process, under_launcher
 from .pilot import pilot
@@ -78,6 +78,11 @@ def _epoch_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"got {text!r}; allowed: comma-separated epochs like 10,20") from None
 
 
+def _name_list(text: str) -> tuple[str, ...]:
+    """'val,test' -> ('val', 'test'); RunConfig checks the names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lossscape", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"lossscape {__version__}")
@@ -97,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_OPTION_TYPES = {"int": int, "float": float, "str": str}
+_OPTION_TYPES = {"int": int, "float": float, "str": str, "tuple[int, ...]": _epoch_list, "tuple[str, ...]": _name_list}
 
 
 def _config_options(r) -> None:
@@ -112,7 +117,7 @@ def _config_options(r) -> None:
         if kind == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = _epoch_list if kind.startswith("tuple") else _OPTION_TYPES[kind]
+            kw["type"] = _OPTION_TYPES[kind]
             kw["choices"] = CHOICES.get(f.name)
         (seeds if f.name == "seed" else r).add_argument("--" + f.name.replace("_", "-"), **kw)
     seeds.add_argument("--seeds", type=_seeds, default=None, help="a population, e.g. 0-4")
@@ -196,7 +201,7 @@ class _Table:
         if not self.seeds_shown:
             _say("  ".join(f"{c:>10}" for c in _COLUMNS))
         self.seeds_shown.add(seed)
-        vals = [seed] + [row.get(c) for c in _COLUMNS[1:]]
+        vals = [seed] + [row.get(c, "-") for c in _COLUMNS[1:]]  # "-": a split not evaluated at that epoch
         _say("  ".join(f"{v:>10.4f}" if isinstance(v, float) else f"{v!s:>10}" for v in vals))
 
 
@@ -243,8 +248,10 @@ def _show(runs, table: _Table, a) -> None:
         return
     for r in runs:
         if r.config.seed not in table.seeds_shown:  # a cached run: show the table it would have printed
+            # as it trained: each epoch's own evaluations; the splits evaluated once training ended are the summary's
+            late = {f"{k}_{m}" for k in SPLITS if k not in r.config.epoch_splits for m in ("loss", "acc")}
             for row in r.history:
-                table.row(r.config.seed, row)
+                table.row(r.config.seed, {k: v for k, v in row.items() if k not in late})
     for r in runs:
         s = summary(r)
         final = ", ".join(f"{k} {v:.4f}" for k, v in s["final"].items())

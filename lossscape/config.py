@@ -35,6 +35,12 @@ MODELS = {
 DATASETS = ("mnist1d", "digits", "mnist", "cats_vs_dogs")
 SCHEDULES = ("constant", "linear_scaling", "step", "cyclic_cosine", "freezeout")
 STOP_RULES = ("epochs", "target_loss", "early_stop")
+# The splits the engine evaluates (lossscape.engine): every epoch those its stop rules read, the
+# others only where a run asks for them (RunConfig.eval_every_epoch) and at the end.
+SPLITS = ("train", "val", "test")
+# stop rule -> the splits it reads after every epoch. The divergence rule (lossscape.engine.diverged)
+# reads the training loss under every stop rule; target_loss reads it too, early_stop the validation loss.
+STOP_RULE_SPLITS = {"epochs": ("train",), "target_loss": ("train",), "early_stop": ("train", "val")}
 DECAY_TARGETS = ("lr", "batch")
 FREEZE_SPACINGS = ("linear", "cubic")
 DEVICES = ("cpu", "cuda")
@@ -169,6 +175,14 @@ class RunConfig:
     device: str = "cpu"
     dtype: str = "float32"
     record_snapshots: tuple[int, ...] = _doc((), "extra epochs at which to keep weights, e.g. 5,10")
+    # Evaluation costs forward passes over whole splits, so each epoch evaluates only the splits
+    # read there: the stop rules' (STOP_RULE_SPLITS) and these. Every split is evaluated at the last
+    # epoch, and under early_stop at the best one (from its kept weights). Stored without the stop
+    # rules' own splits and in SPLITS order (equal settings, equal keys), and left out of the JSON
+    # when empty; a grid whose claims read a per-epoch curve of another split declares it here.
+    eval_every_epoch: tuple[str, ...] = _doc(
+        (), "splits evaluated after every epoch besides those the stop rules read (train; val under "
+            "early_stop), e.g. val,test; the others at the last epoch (and the best under early_stop)")
     # a continuation (GEO-9): the canonical JSON of the config whose run's final weights this run
     # starts from, seed by seed (stored with seed 0; each member takes its own seed's run); None: the
     # seeded initialization. Left out of the JSON when None, so every other config keeps its key.
@@ -184,8 +198,10 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["decay_epochs"] = list(self.decay_epochs)
         d["record_snapshots"] = list(self.record_snapshots)
-        if d["init_from"] is None:
-            del d["init_from"]
+        d["eval_every_epoch"] = list(self.eval_every_epoch)
+        for name in ("init_from", "eval_every_epoch"):  # left out at their defaults: other configs keep their JSON
+            if not d[name]:
+                del d[name]
         return d
 
     def to_json(self) -> str:
@@ -212,6 +228,12 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     @property
+    def epoch_splits(self) -> tuple[str, ...]:
+        """The splits evaluated after every epoch: the stop rules' and eval_every_epoch, in SPLITS order."""
+        every = set(STOP_RULE_SPLITS[self.stop]) | set(self.eval_every_epoch)
+        return tuple(s for s in SPLITS if s in every)
+
+    @property
     def effective_lr(self) -> float:
         """The LR at full strength: scaled by batch/base under the linear scaling rule."""
         if self.schedule == "linear_scaling":
@@ -226,7 +248,8 @@ def _normalize(c: RunConfig) -> None:
         value, kind = getattr(c, f.name), f.type.split(" | ")[0]
         if kind.startswith("tuple"):
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-                _fail(f.name, value, "a sequence of integers (epochs), e.g. (10, 20)")
+                _fail(f.name, value, _SPLITS_ALLOWED if f.name == "eval_every_epoch"
+                      else "a sequence of integers (epochs), e.g. (10, 20)")
             value = tuple(_plain(v) for v in value)
         else:
             value = _plain(value)
@@ -242,6 +265,12 @@ def _normalize(c: RunConfig) -> None:
         except (ValueError, TypeError) as exc:
             _fail("init_from", c.init_from, f"None or the JSON of a valid RunConfig ({exc})")
         object.__setattr__(c, "init_from", parent.replace(seed=0).to_json())
+    if all(s in SPLITS for s in c.eval_every_epoch) and c.stop in STOP_RULE_SPLITS:  # else _validate says what is wrong
+        extra = set(c.eval_every_epoch) - set(STOP_RULE_SPLITS[c.stop])
+        object.__setattr__(c, "eval_every_epoch", tuple(s for s in SPLITS if s in extra))
+
+
+_SPLITS_ALLOWED = f"a sequence of split names from {', '.join(SPLITS)}, e.g. ('val', 'test')"
 
 
 def _plain(value):
@@ -342,6 +371,8 @@ def _check_stop_and_place(c: RunConfig) -> None:
         _fail("world_size", c.world_size, "1 when init_from is set (data-parallel runs start from their seeded initialization)")
     if any(not _is_int(e) or not 0 < e <= c.epochs for e in c.record_snapshots):
         _fail("record_snapshots", c.record_snapshots, f"epochs between 1 and epochs ({c.epochs})")
+    if any(s not in SPLITS for s in c.eval_every_epoch):
+        _fail("eval_every_epoch", c.eval_every_epoch, _SPLITS_ALLOWED)
 
 
 def _is_int(v) -> bool:

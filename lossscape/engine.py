@@ -2,8 +2,12 @@
 
 The epoch loop in named steps: each step takes a `batch` of every member, makes one SGD `step`,
 and takes the cycle snapshots that fall on it; each epoch ends by recording the update norms and
-the epoch distance, `evaluate`-ing every split, and handing each member its history row, where
-its `stop` rules (lossscape.engine.Member) decide whether it trains on.
+the epoch distance, `evaluate`-ing the splits read after every epoch (cfg.epoch_splits: the stop
+rules' and cfg.eval_every_epoch), and handing each member its history row, where its `stop` rules
+(lossscape.engine.Member) decide whether it trains on. When training ends, every member's last
+row gets the splits it lacks from the final weights and, under early_stop, its best epoch's row
+from the best weights it kept (`complete_rows`): evaluation is a forward pass per split, so it
+is spent where something reads it (lossscape.run says which rows carry which splits).
 
 One engine serves a single model and a population: a strategy (lossscape.strategies) holds the
 parameters as the module's own tensors, or as tensors with a leading member dimension when a
@@ -46,7 +50,9 @@ def diverged(row: dict, n_classes: int) -> bool:
     stop_reason "diverged".
 
     A run has diverged when, at the end of an epoch:
-    - a recorded loss (train, val or test) or the epoch distance is not finite. The epoch distance
+    - a recorded loss (train, val or test: the row holds the training loss at every epoch, the
+      others at the epochs that evaluate them, cfg.epoch_splits, and at the last epoch, where
+      `complete_rows` applies the rule again) or the epoch distance is not finite. The epoch distance
       is the norm of the weights' change over the epoch, starting from finite weights (the
       initialization, or the end of an epoch that passed this check), so non-finite weights make it
       non-finite, as does a change whose square overflows the dtype; or
@@ -106,6 +112,24 @@ class Member:
         elif cfg.stop == "early_stop" and self.waits >= cfg.patience:
             self.stop_reason = "early_stop"
 
+    def add_evaluations(self, epoch: int, metrics: dict, seconds: float, n_classes: int) -> None:
+        """Add splits evaluated after training (`metrics`, which took `seconds`) to the row of
+        `epoch`. The last row is where the member stopped: the divergence rule reads the added
+        losses there as it would have at that epoch."""
+        row = self.history[epoch - 1]
+        row.update(metrics)
+        row["eval_time_s"] += seconds
+        if epoch == len(self.history) and diverged(row, n_classes):
+            self.stop_reason = "diverged"
+
+
+def _metrics(evals: dict, m: int) -> dict:
+    """Member m's history entries from evaluate's results: {split: (losses, accuracies)}."""
+    out = {}
+    for split, (loss, acc) in evals.items():
+        out[f"{split}_loss"], out[f"{split}_acc"] = float(loss[m]), float(acc[m])
+    return out
+
 
 class Engine:
     """Trains cfg once per seed: as one stacked model (`stacked`) or, for a single seed, plainly.
@@ -141,6 +165,8 @@ class Engine:
         self.n_stages = len(self.strategy.module.stages)
         self.momentum_buf = None
         self.norms: list[Tensor] = []  # per epoch: [steps, S] update norms
+        # the splits evaluated after every epoch; a dataset without a test split has none to evaluate
+        self.epoch_splits = [k for k in cfg.epoch_splits if k in self.splits]
 
     @property
     def module(self) -> nn.Module:
@@ -237,12 +263,42 @@ class Engine:
         for m, member in enumerate(self.members):
             if not member.active:
                 continue
-            row = {"epoch": epoch + 1, **timing, "epoch_distance": float(dist[m]), **schedule}
-            for split, (l, a) in evals.items():
-                row[f"{split}_loss"], row[f"{split}_acc"] = float(l[m]), float(a[m])
+            row = {"epoch": epoch + 1, **timing, "epoch_distance": float(dist[m]), **schedule, **_metrics(evals, m)}
             if self.progress and self.rank == 0:
                 self.progress(member.seed, row)
             member.end_epoch(row, self.cfg, self.ds.n_classes, lambda: self.strategy.state(m))
+
+    def complete_rows(self) -> None:
+        """After training: the splits no epoch evaluated, on every member's last row (its final
+        weights: a stopped member of a population keeps them exactly) and, under early_stop, on
+        its best epoch's row (the weights it kept there, loaded into the strategy for the pass and
+        then put back). Each row's eval_time_s grows by the pass that filled it."""
+        rest = [k for k in self.splits if k not in self.epoch_splits]
+        if not rest:
+            return
+        last = {m: len(member.history) for m, member in enumerate(self.members)}
+        self._evaluate_rows(last, rest)
+        best = {m: member.best_epoch for m, member in enumerate(self.members)
+                if member.best_epoch is not None and member.best_epoch != last[m]}
+        kept = {m: self.strategy.state(m) for m in best}
+        for m in best:
+            self.strategy.load(m, self.members[m].best_state)
+        try:
+            self._evaluate_rows(best, rest)
+        finally:
+            for m, state in kept.items():
+                self.strategy.load(m, state)
+
+    def _evaluate_rows(self, rows: dict[int, int], splits: list[str]) -> None:
+        """Evaluate `splits` with the strategy's weights as they are and add them to each member
+        m's row of epoch rows[m]; one pass for all members."""
+        if not rows:
+            return
+        t0 = time.perf_counter()  # as the epoch's evaluation is timed: evaluate's results come to the CPU
+        evals = {k: self.evaluate(*self.splits[k]) for k in splits}
+        seconds = time.perf_counter() - t0
+        for m, epoch in rows.items():
+            self.members[m].add_evaluations(epoch, _metrics(evals, m), seconds, self.ds.n_classes)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> list[Run]:
@@ -264,11 +320,12 @@ class Engine:
                 moved = torch._foreach_sub([p.detach() for p in self.strategy.params], start)
                 dist = self.strategy.sq_norms(moved).sqrt().cpu()
             t1 = time.perf_counter()
-            evals = {k: self.evaluate(*xy) for k, xy in self.splits.items()}
+            evals = {k: self.evaluate(*self.splits[k]) for k in self.epoch_splits}
             timing["eval_time_s"] = time.perf_counter() - t1
             self.record(epoch, timing, dist, {"lr": lr, "batch_size": bs, "steps": math.ceil(n / bs)}, evals)
             if not any(member.active for member in self.members):
                 break
+        self.complete_rows()
         return self._runs(time.perf_counter() - t_start)
 
     def _train_epoch(self, order: Tensor, bs: int, epoch: int, step: int, total_steps: int,

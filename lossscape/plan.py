@@ -7,8 +7,10 @@ grids share (GEO-5's pairs reuse `minimizer`'s seeds) is counted once, under the
 The estimate is a FLOP model times a measured throughput:
 - FLOPs: the forward FLOPs per example of the config's model, from its layer shapes
   (lossscape.step_cost), times 3 for a training step (forward, and a backward of twice the
-  forward), times the examples of an epoch and the members trained together; plus one forward pass
-  over every split per epoch for the evaluation the engine records.
+  forward), times the examples of an epoch and the members trained together; plus the engine's
+  evaluation: a forward pass per epoch over the splits it evaluates every epoch (the config's
+  epoch_splits), and one over the others at the end (two under early_stop: the last and the best
+  epoch).
 - Steps: exact for a fixed-epochs stop rule. A stop rule that ends runs early (target loss, early
   stopping) is bounded by its cap; where the grid states `expect_epochs` (what a pilot took at its
   smallest batch) the expected epochs grow with B / lr from there (EPOCH_GROWTH), never beyond
@@ -122,12 +124,22 @@ def run_seconds(cfg: RunConfig, members: int, stacked: bool, epochs: int, ds, fl
                 tp: Throughput) -> tuple[int, float]:
     """(steps, seconds) of one training of `members` seeds (stacked together, or one model)."""
     n = len(ds.y_train)
-    n_eval = n + len(ds.y_val) + (0 if ds.y_test is None else len(ds.y_test))
+    sizes = split_sizes(ds)
+    every = sum(size for split, size in sizes.items() if split in cfg.epoch_splits)
+    at_end = (sum(sizes.values()) - every) * (2 if cfg.stop == "early_stop" else 1)
     overhead = tp.stacked_overhead_s if stacked else tp.step_overhead_s
     steps = sum(math.ceil(n / batch_size_at(cfg, e, n)) for e in range(epochs))
-    compute = epochs * members * flops * (TRAIN_FLOPS_PER_FORWARD * n / tp.train_flops_per_s
-                                          + n_eval / tp.eval_flops_per_s)
+    compute = members * flops * (epochs * TRAIN_FLOPS_PER_FORWARD * n / tp.train_flops_per_s
+                                 + (epochs * every + at_end) / tp.eval_flops_per_s)
     return steps, steps * overhead + compute
+
+
+def split_sizes(ds) -> dict[str, int]:
+    """Examples per split the engine evaluates (a dataset may have no test split)."""
+    sizes = {"train": len(ds.y_train), "val": len(ds.y_val)}
+    if ds.y_test is not None:
+        sizes["test"] = len(ds.y_test)
+    return sizes
 
 
 def probe(cfg: RunConfig, small: int, large: int) -> Throughput:
@@ -136,7 +148,7 @@ def probe(cfg: RunConfig, small: int, large: int) -> Throughput:
     n = len(ds.y_train)
     small, large = min(small, n), min(large, n)
     flops = forward_flops(cfg, ds)
-    n_eval = n + len(ds.y_val) + (0 if ds.y_test is None else len(ds.y_test))
+    n_eval = sum(split_sizes(ds).values())  # the last epoch's row: every split, its eval_time_s all of them
     base = RunConfig(**{**cfg.to_dict(), "stop": "epochs", "epochs": 2, "target_loss": None, "patience": None,
                         "schedule": "constant", "snapshots": 0, "record_snapshots": (), "seed": 0})
     stackable = not _has_bn(cfg, ds)

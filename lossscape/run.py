@@ -5,10 +5,23 @@
 
 The run cache (lossscape.cache) stores entries in this form and adds its checksums; a spawned
 data-parallel run (lossscape.parallel) hands rank 0's Run back to its caller through it.
+
+Which epochs carry which splits. `history` has one row per epoch; a row holds `{split}_loss` and
+`{split}_acc` only for the splits evaluated at that epoch (lossscape.engine):
+- every epoch: the splits the stop rules read (the training loss, for the divergence rule and
+  target_loss; the validation loss under early_stop) and the config's eval_every_epoch
+  (config.epoch_splits);
+- the last epoch: every split, from the final weights;
+- under early_stop, the best epoch (`best_epoch`, whose weights final_state holds): every split,
+  from those weights.
+`evaluated_epochs` ({split: [epochs, 1-based]}) states it per run, and is saved with it; reading a
+split at an epoch that did not evaluate it raises a KeyError that says so, never a NaN. A row's
+eval_time_s is the time spent evaluating the splits it carries (the end-of-training passes too).
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +35,30 @@ from .models import build_model
 
 # The files a saved Run consists of.
 RUN_FILES = ("run.json", "tensors.safetensors")
+_SPLIT_METRIC = re.compile(r"(train|val|test)_(loss|acc)")
+
+
+class HistoryRow(dict):
+    """One epoch's row: a dict whose missing split metric says why it is missing."""
+
+    def __missing__(self, key):
+        match = _SPLIT_METRIC.fullmatch(key) if isinstance(key, str) else None
+        if match:
+            raise KeyError(f"{key}: epoch {self.get('epoch')} did not evaluate the {match[1]} split (every epoch "
+                           f"evaluates the stop rules' splits and RunConfig.eval_every_epoch, the last epoch and "
+                           f"early_stop's best every split); declare a per-epoch curve with eval_every_epoch")
+        raise KeyError(key)
+
+
+def evaluated_epochs(history: list[dict]) -> dict[str, list[int]]:
+    """split -> the epochs whose rows carry its loss and accuracy."""
+    out: dict[str, list[int]] = {}
+    for row in history:
+        for key in row:
+            match = _SPLIT_METRIC.fullmatch(key)
+            if match and match[2] == "loss":
+                out.setdefault(match[1], []).append(row["epoch"])
+    return out
 
 
 @dataclass
@@ -45,6 +82,12 @@ class Run:
     # how the run was trained: {"kind": "single" | "loop" | "stacked", "members_per_chunk", "threads",
     # and for a probed population "probe_s_per_member_step"} (train_population's choice)
     engine_path: dict = field(default_factory=dict)
+    # split -> the epochs that evaluated it (module docstring), from the rows
+    evaluated_epochs: dict[str, list[int]] = field(init=False)
+
+    def __post_init__(self):
+        self.history = [HistoryRow(row) for row in self.history]
+        self.evaluated_epochs = evaluated_epochs(self.history)
 
     def model(self, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
         """A fresh module holding the final weights (or `state`), in eval mode, on the CPU."""
@@ -58,6 +101,7 @@ class Run:
         return len(self.history)
 
     def metric(self, name: str) -> np.ndarray:
+        """`name` at every epoch; a split metric that some epoch did not evaluate raises KeyError."""
         return np.array([h[name] for h in self.history], dtype=float)
 
     # -- on disk ---------------------------------------------------------------------------
@@ -75,19 +119,21 @@ class Run:
             "total_time_s": self.total_time_s, "device": self.device, "input_shape": list(self.input_shape),
             "n_classes": self.n_classes, "n_snapshots": len(self.snapshots), "snapshot_steps": self.snapshot_steps,
             "snapshot_epochs": list(self.epoch_snapshots), "best_epoch": self.best_epoch,
-            "engine_path": self.engine_path, "state_keys": list(self.final_state),
+            "engine_path": self.engine_path, "evaluated_epochs": self.evaluated_epochs,
+            "state_keys": list(self.final_state),
         }
         (folder / "run.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Run":
         """The run `save` wrote into `folder`. Raises OSError where a file cannot be read, and
-        ValueError, KeyError or safetensors' error where the files are not a saved Run."""
+        ValueError, KeyError or safetensors' error where the files are not a saved Run (its record
+        of evaluated epochs disagreeing with its rows included)."""
         folder = Path(folder)
         meta = json.loads((folder / "run.json").read_text())
         t = load_file(folder / "tensors.safetensors")
         state = lambda name: {k: t[f"{name}/{k}"] for k in meta["state_keys"]}
-        return cls(
+        run = cls(
             config=RunConfig.from_dict(meta["config"]), history=meta["history"],
             update_norms=t["update_norms"].numpy(), initial_state=state("initial"), final_state=state("final"),
             stop_reason=meta["stop_reason"], total_time_s=meta["total_time_s"], device=meta["device"],
@@ -96,3 +142,7 @@ class Run:
             snapshot_steps=meta["snapshot_steps"],
             epoch_snapshots={int(e): state(f"epoch{e}") for e in meta["snapshot_epochs"]},
             best_epoch=meta["best_epoch"], engine_path=meta["engine_path"])
+        if run.evaluated_epochs != meta["evaluated_epochs"]:
+            raise ValueError(f"evaluated_epochs: run.json records {meta['evaluated_epochs']}, its rows carry "
+                             f"{run.evaluated_epochs}")
+        return run

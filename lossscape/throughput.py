@@ -10,8 +10,9 @@ Nesterov and weight decay included, over the stages that still train. Each level
 engine (its own config and weights); `warmup` untimed steps per level come first, then `repeats`
 timed blocks of `steps` consecutive steps (epoch 0's batches), interleaved over the levels
 (round-robin), so a change in the machine's load during the sweep falls on every level alike.
-With `evaluate`, each block also times one evaluation pass over every split (what the engine
-does after each epoch).
+With `evaluate`, each block also times one evaluation pass over the splits the config evaluates
+after every epoch (config.epoch_splits: what the engine does after each epoch; the passes over
+the other splits at the run's end are not per-epoch costs).
 """
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def engine_step_times(configs: dict, *, steps: int, repeats: int, warmup: int = 
     for level in configs:
         run_steps(level, warmup)
         if evaluate:
-            _evaluate_all(engines[level])
+            _evaluate_epoch(engines[level])
     out = StepTimes({lv: np.empty(repeats) for lv in configs}, {lv: np.zeros(repeats) for lv in configs},
                     {lv: batches[lv][2] for lv in configs})
     for r in range(repeats):
@@ -88,13 +89,13 @@ def engine_step_times(configs: dict, *, steps: int, repeats: int, warmup: int = 
             timed = block_timer(eng.device)
             out.step[level][r] = timed(lambda: run_steps(level, steps)) / steps
             if evaluate:
-                out.evaluation[level][r] = timed(lambda: _evaluate_all(eng))
+                out.evaluation[level][r] = timed(lambda: _evaluate_epoch(eng))
     return out
 
 
-def _evaluate_all(eng: Engine) -> None:
-    for split in eng.splits.values():
-        eng.evaluate(*split)
+def _evaluate_epoch(eng: Engine) -> None:
+    for split in eng.epoch_splits:
+        eng.evaluate(*eng.splits[split])
 
 
 def timing_context(device: str = "cpu") -> str:

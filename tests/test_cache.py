@@ -47,6 +47,7 @@ def _same(a, b):
         assert s.keys() == t.keys() and all(torch.equal(s[k], t[k]) for k in s)
     assert len(a.snapshots) == len(b.snapshots) == 2 and a.snapshot_steps == b.snapshot_steps
     assert a.engine_path == b.engine_path and a.engine_path["kind"]
+    assert a.evaluated_epochs == b.evaluated_epochs
 
 
 def test_round_trip(tmp_path, counted):
@@ -55,6 +56,8 @@ def test_round_trip(tmp_path, counted):
     again = RunStore(tmp_path).get_or_train(CFG)
     assert counted == [0]
     _same(first, again)
+    # training loss every epoch (the divergence rule), the other splits at the last one
+    assert again.evaluated_epochs == {"train": [1, 2], "val": [2], "test": [2]}
     entry = store.path(CFG)
     assert sorted(p.name for p in entry.iterdir()) == ["manifest.json", "run.json", "tensors.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".locks"]
@@ -213,7 +216,7 @@ def _rewrite_manifest(entry):
     (entry / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("edit", ["seed", "history"])
+@pytest.mark.parametrize("edit", ["seed", "history", "evaluated_epochs"])
 def test_edited_run_json_is_detected_D7(tmp_path, counted, edit):
     store = RunStore(tmp_path)
     first = store.get_or_train(CFG)
@@ -221,6 +224,10 @@ def test_edited_run_json_is_detected_D7(tmp_path, counted, edit):
     meta = json.loads((entry / "run.json").read_text())
     if edit == "seed":  # checksums made to match: only the config check can tell
         meta["config"]["seed"] = 7
+        (entry / "run.json").write_text(json.dumps(meta))
+        _rewrite_manifest(entry)
+    elif edit == "evaluated_epochs":  # checksums made to match: the record no longer says what the rows carry
+        meta["evaluated_epochs"]["val"] = [1, 2]
         (entry / "run.json").write_text(json.dumps(meta))
         _rewrite_manifest(entry)
     else:  # checksums left stale: the manifest tells

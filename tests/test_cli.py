@@ -18,9 +18,11 @@ def test_run_prints_a_table_and_summary(tmp_path, capsys):
     assert out[0].split()[:3] == ["seed", "epoch", "train_loss"]
     assert [line.split()[1] for line in out[1:3]] == ["1", "2"]
     assert out[-1].startswith("seed 0: stopped (max_epochs) after 2 epochs")
+    assert out[2].split()[4:6] == ["-", "-"]  # validation is evaluated once training ends: in the summary
+    assert "val_loss" in out[-1]
     # a cached run prints the same table
     assert main(ARGS + ["--seed", "0", "--cache-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines()[:3] == out[:3]
+    assert capsys.readouterr().out.splitlines() == out
 
 
 def test_json_population(tmp_path, capsys):
@@ -169,6 +171,8 @@ def _non_default(f):
     kind = f.type.split(" | ")[0]
     if kind == "bool":
         return [], not f.default
+    if kind == "tuple[str, ...]":
+        return ["val,test"], ("val", "test")
     if kind.startswith("tuple"):
         return ["3,7"], (3, 7)
     value = {"int": 7, "float": 0.25, "str": "some:thing"}[kind]
@@ -190,6 +194,20 @@ def test_every_runconfig_field_is_an_option_with_its_default():
         values, expected = _non_default(f)
         flag = f"--{'no-' if expected is False else ''}{f.name.replace('_', '-')}"
         assert getattr(_parser().parse_args(["run", flag, *values]), f.name) == expected, f.name
+
+
+def test_eval_every_epoch_from_the_command_line(tmp_path, capsys):
+    assert main(ARGS + ["--eval-every-epoch", "test,val", "--json", "--no-cache"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["eval_every_epoch"] == ["val", "test"]  # SPLITS order
+    assert all({"val_loss", "test_loss", "train_loss"} <= set(row) for row in out["history"])
+
+
+def test_bad_eval_every_epoch_is_one_line_exit_2(capsys):
+    assert main(ARGS + ["--eval-every-epoch", "val,holdout", "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "eval_every_epoch: got ('val', 'holdout'); allowed: a sequence of split names from " \
+        "train, val, test" in err[0]
 
 
 def test_record_snapshots_from_the_command_line(tmp_path, capsys):

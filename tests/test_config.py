@@ -46,6 +46,9 @@ from lossscape import ConfigError, RunConfig
     (dict(n_samples=15), "n_samples"),
     (dict(width=0), "width"),
     (dict(record_snapshots=(11,), epochs=10), "record_snapshots"),
+    (dict(eval_every_epoch=("holdout",)), "eval_every_epoch"),
+    (dict(eval_every_epoch="val"), "eval_every_epoch"),  # a string is not a sequence of names
+    (dict(eval_every_epoch=(1,)), "eval_every_epoch"),
 ])
 def test_bad_values_raise_one_line_naming_the_field(changes, field):
     with pytest.raises(ConfigError) as info:
@@ -182,3 +185,25 @@ def test_init_from_is_canonical_and_absent_from_the_key_when_unset():
 def test_bad_init_from_names_the_field(value):
     with pytest.raises(ConfigError, match="^init_from: "):
         RunConfig(init_from=value)
+
+
+def test_eval_every_epoch_names_the_allowed_splits():
+    with pytest.raises(ConfigError, match=r"^eval_every_epoch: got \('val', 'holdout'\); allowed: a sequence of "
+                                          r"split names from train, val, test"):
+        RunConfig(eval_every_epoch=("val", "holdout"))
+
+
+@pytest.mark.parametrize("stop, given, stored, every_epoch", [
+    (dict(), (), (), ("train",)),  # the divergence rule reads the training loss
+    (dict(stop="target_loss", target_loss=0.1), (), (), ("train",)),
+    (dict(stop="early_stop", patience=3), (), (), ("train", "val")),
+    (dict(), ["test", "val", "test"], ("val", "test"), ("train", "val", "test")),  # one spelling: SPLITS order
+    (dict(), ("train", "val"), ("val",), ("train", "val")),  # the stop rules' own splits are not stored
+    (dict(stop="early_stop", patience=3), ("val",), (), ("train", "val")),
+])
+def test_eval_every_epoch_is_stored_canonically_beside_the_stop_rules_splits(stop, given, stored, every_epoch):
+    c = RunConfig(eval_every_epoch=given, **stop)
+    assert c.eval_every_epoch == stored and c.epoch_splits == every_epoch
+    assert c == RunConfig(eval_every_epoch=stored, **stop) and c.key() == RunConfig(eval_every_epoch=stored, **stop).key()
+    assert ("eval_every_epoch" in json.loads(c.to_json())) == bool(stored)  # absent when empty: other keys unchanged
+    assert RunConfig.from_json(c.to_json()) == c

@@ -118,10 +118,18 @@ def test_expected_epochs_rule():
 def test_run_seconds_is_the_flop_model():
     cfg = RunConfig(dataset="mnist1d", n_samples=500, model="mlp", width=8, batch_size=32, lr=0.1, epochs=3)
     ds = load_data(cfg)
-    n, n_eval = len(ds.y_train), len(ds.y_train) + len(ds.y_val) + len(ds.y_test)
+    n, n_val, n_test = len(ds.y_train), len(ds.y_val), len(ds.y_test)
     steps, secs = run_seconds(cfg, 2, True, 3, ds, 1000.0, FIXED)
     assert steps == 3 * math.ceil(n / 32)
-    assert secs == pytest.approx(steps * 2e-3 + 3 * 2 * 1000.0 * (3 * n / 1e9 + n_eval / 2e9))
+    # evaluation: the training split after each of the 3 epochs, validation and test once at the end
+    assert secs == pytest.approx(steps * 2e-3 + 2 * 1000.0 * (3 * 3 * n / 1e9 + (3 * n + n_val + n_test) / 2e9))
+    # early stopping adds the validation split every epoch, and the test split at the best epoch too
+    early = cfg.replace(stop="early_stop", patience=2)
+    assert run_seconds(early, 2, True, 3, ds, 1000.0, FIXED)[1] == pytest.approx(
+        steps * 2e-3 + 2 * 1000.0 * (3 * 3 * n / 1e9 + (3 * (n + n_val) + 2 * n_test) / 2e9))
+    every = cfg.replace(eval_every_epoch=("val", "test"))
+    assert run_seconds(every, 2, True, 3, ds, 1000.0, FIXED)[1] == pytest.approx(
+        steps * 2e-3 + 2 * 1000.0 * (3 * 3 * n / 1e9 + 3 * (n + n_val + n_test) / 2e9))
     # a batch that grows at the decay epochs takes fewer steps
     grown = cfg.replace(schedule="step", decay_epochs=(1,), decay_factor=0.5, decay_target="batch")
     assert run_seconds(grown, 1, False, 3, ds, 1000.0, FIXED)[0] == math.ceil(n / 32) + 2 * math.ceil(n / 64)

@@ -1,4 +1,7 @@
-"""Run: the states a training keeps, and its form on disk (Run.save / Run.load)."""
+"""Run: the states a training keeps, which epochs carry which splits, and its form on disk (Run.save /
+Run.load)."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -56,3 +59,25 @@ def test_save_and_load_give_the_same_run(runs, tmp_path):
     assert all(_equal_states(back.epoch_snapshots[e], s) for e, s in run.epoch_snapshots.items())
     assert (back.best_epoch, back.engine_path, back.input_shape, back.n_classes, back.device) == \
         (run.best_epoch, run.engine_path, run.input_shape, run.n_classes, run.device)
+    assert back.evaluated_epochs == run.evaluated_epochs == {"train": [1, 2, 3, 4], "val": [4], "test": [4]}
+
+
+def test_a_split_an_epoch_did_not_evaluate_is_a_key_error_that_says_why(runs, tmp_path):
+    runs[0].save(tmp_path)
+    for run in (runs[0], Run.load(tmp_path)):
+        with pytest.raises(KeyError, match="val_loss: epoch 1 did not evaluate the val split.*eval_every_epoch"):
+            run.metric("val_loss")
+        with pytest.raises(KeyError, match="test_acc: epoch 3 did not evaluate the test split"):
+            run.history[2]["test_acc"]
+        with pytest.raises(KeyError, match="^'no_such_key'$"):
+            run.history[0]["no_such_key"]
+        assert run.history[3]["test_acc"] == runs[0].history[3]["test_acc"] and len(run.metric("train_loss")) == 4
+
+
+def test_a_record_of_evaluated_epochs_that_disagrees_with_the_rows_is_refused(runs, tmp_path):
+    runs[0].save(tmp_path)
+    meta = json.loads((tmp_path / "run.json").read_text())
+    meta["evaluated_epochs"]["test"] = [1, 4]
+    (tmp_path / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="evaluated_epochs: run.json records"):
+        Run.load(tmp_path)
