@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import freezeout
+from . import freezeout, stacked_mlp
 from .config import ConfigError, RunConfig
 from .data import load_data
 from .data_order import epoch_permutation
@@ -136,7 +136,8 @@ class Engine:
             for model, s in zip(models, seeds):
                 model.load_state_dict(init[s])
         self.members = [Member(s, cpu_state(m)) for s, m in zip(seeds, models)]
-        self.strategy = StackedModels(models, self._fresh_module) if stacked else SingleModel(models[0], wrap)
+        self.strategy = (StackedModels(models, self._fresh_module, input_shape=ds.input_shape) if stacked
+                         else SingleModel(models[0], wrap, input_shape=ds.input_shape))
         self.stages = [stage_of(k) for k in self.strategy.names]
         self.n_stages = len(self.strategy.module.stages)
         self.momentum_buf = None
@@ -164,7 +165,10 @@ class Engine:
         size = idx.shape[-1]
         if self.world > 1:
             idx = idx[self.rank::self.world]
-        return self.X[idx], self.y[idx], size
+        # the rows X[idx] gathers, through index_select: a fraction of advanced indexing's overhead
+        flat = idx.reshape(-1)
+        return (self.X.index_select(0, flat).view(*idx.shape, *self.X.shape[1:]),
+                self.y.index_select(0, flat).view(idx.shape), size)
 
     def step(self, xb: Tensor, yb: Tensor, size: int, lrs: list[float], active: Tensor | None) -> Tensor:
         """One SGD step at the stage learning rates `lrs`; members where `active` ([S] bool, None:
@@ -173,16 +177,34 @@ class Engine:
         if self.n_stages and self.cfg.schedule == "freezeout":
             self.strategy.module.frozen_stages = freezeout.frozen_prefix(lrs)
         plist = [self.strategy.params[i] for i in live]
-        for p in plist:
-            p.grad = None
-        self._loss(xb, yb, size).sum().backward()
+        grads = self._gradients(xb, yb, size, live, plist)
         with torch.no_grad():
-            upd = torch._foreach_mul(self._direction(live, plist), [lrs[self.stages[i]] for i in live])
+            d, owned = self._direction(live, plist, grads)
+            rates = [lrs[self.stages[i]] for i in live]
+            if owned:  # a fresh tensor: the update is computed in its place
+                torch._foreach_mul_(d, rates)
+                upd = d
+            else:
+                upd = torch._foreach_mul(d, rates)
             if active is not None:
                 # where, not a multiply by 0: a stopped member's inf update would make its weights NaN
                 upd = [torch.where(active.view(-1, *[1] * (u.dim() - 1)), u, 0.0) for u in upd]
             torch._foreach_sub_(plist, upd)
             return self.strategy.sq_norms(upd)
+
+    def _gradients(self, xb: Tensor, yb: Tensor, size: int, live: list[int], plist: list[Tensor]) -> list[Tensor]:
+        """The training loss's gradients of the live parameters `plist`: written out where the
+        strategy has a plan (lossscape.stacked_mlp, bit-identical to autograd), else by autograd.
+        Either way fresh tensors, which the step may overwrite."""
+        strategy = self.strategy
+        if strategy.plan is not None:
+            grads = stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[live[0]],
+                                          strategy.stacked)
+            return [grads[i] for i in live]
+        for p in plist:
+            p.grad = None
+        self._loss(xb, yb, size).sum().backward()
+        return [p.grad for p in plist]
 
     def _loss(self, xb: Tensor, yb: Tensor, size: int) -> Tensor:
         logits = self.strategy.forward(xb)
@@ -193,10 +215,11 @@ class Engine:
             return F.cross_entropy(logits, yb, reduction="sum") * (self.world / size)
         return self.strategy.losses(logits, yb)
 
-    def _direction(self, live: list[int], plist: list[Tensor]) -> list[Tensor]:
-        """The SGD direction of the live parameters: gradient, weight decay, (Nesterov) momentum."""
+    def _direction(self, live: list[int], plist: list[Tensor], grads: list[Tensor]) -> tuple[list[Tensor], bool]:
+        """The SGD direction of the live parameters: gradient, weight decay, (Nesterov) momentum;
+        and whether it is a fresh tensor the step may overwrite (not the momentum buffers)."""
         cfg = self.cfg
-        d = [p.grad for p in plist]
+        d = grads
         if cfg.weight_decay:
             d = torch._foreach_add(d, plist, alpha=cfg.weight_decay)
         if cfg.momentum:
@@ -205,8 +228,10 @@ class Engine:
             bufs = [self.momentum_buf[i] for i in live]
             torch._foreach_mul_(bufs, cfg.momentum)
             torch._foreach_add_(bufs, d)
-            d = torch._foreach_add(d, bufs, alpha=cfg.momentum) if cfg.nesterov else bufs
-        return d
+            if not cfg.nesterov:
+                return bufs, False
+            d = torch._foreach_add(d, bufs, alpha=cfg.momentum)
+        return d, True
 
     def take_snapshots(self, step: int) -> None:
         """A cycle snapshot of every member still training, after optimizer step `step`."""

@@ -9,6 +9,9 @@ per-member results with a leading member dimension of size S (1 for a single mod
   forward is vmap(functional_call) over the members, or lossscape.stacked_mlp's batched matmuls
   for models made only of Linear/ReLU/Flatten layers. Each member sees its own batch, so batches
   and data orders are [S, ...] too.
+
+For models made only of Linear/ReLU/Flatten layers (and no wrapper) both also have `plan`, with
+which the engine takes the training gradients from lossscape.stacked_mlp instead of autograd.
 """
 from __future__ import annotations
 
@@ -30,11 +33,16 @@ def cpu_state(model: nn.Module) -> dict[str, Tensor]:
 class SingleModel:
     """One model; `wrap` (e.g. DistributedDataParallel) runs its training forward."""
 
-    def __init__(self, model: nn.Module, wrap: Callable[[nn.Module], nn.Module] | None = None):
+    stacked = False
+
+    def __init__(self, model: nn.Module, wrap: Callable[[nn.Module], nn.Module] | None = None, *,
+                 input_shape):
         self.module = model
         self.names = [k for k, _ in model.named_parameters()]
         self.params = list(model.parameters())
         self.forward_module = wrap(model) if wrap else model
+        # written-out gradients (lossscape.stacked_mlp); a wrapper's hooks need autograd
+        self.plan = None if wrap else stacked_mlp.layers(model, input_shape)
 
     @staticmethod
     def members(per_member: Tensor) -> Tensor:
@@ -67,13 +75,16 @@ class SingleModel:
 class StackedModels:
     """`models` (same architecture, one per member) as stacked parameters [S, ...]."""
 
-    def __init__(self, models: list[nn.Module], make_module: Callable[[], nn.Module]):
+    stacked = True
+
+    def __init__(self, models: list[nn.Module], make_module: Callable[[], nn.Module], *, input_shape):
         params, _ = stack_module_state(models)
         self.names = list(params)
         self.params = [params[k].detach().requires_grad_(True) for k in self.names]
         # code only: functional_call supplies every tensor, so the module lives on the meta device
         self.module = make_module().to("meta")
-        self.plain_mlp = stacked_mlp.supports(self.module)  # no vmap needed (lossscape.stacked_mlp)
+        # no vmap needed (lossscape.stacked_mlp)
+        self.plan = stacked_mlp.layers(self.module, input_shape)
 
     @staticmethod
     def members(per_member: Tensor) -> Tensor:
@@ -83,8 +94,8 @@ class StackedModels:
     def forward(self, x: Tensor) -> Tensor:
         """x: [S, B, ...] -> logits [S, B, classes]."""
         names = self.names
-        if self.plain_mlp:
-            return stacked_mlp.forward(self.module, dict(zip(names, self.params)), x)
+        if self.plan is not None:
+            return stacked_mlp.forward(self.plan, self.params, x, self.module.frozen_stages)
 
         def one(p, xb):
             return functional_call(self.module, dict(zip(names, p)), (xb,))
