@@ -181,11 +181,12 @@ class Engine:
         with torch.no_grad():
             d, owned = self._direction(live, plist, grads)
             rates = [lrs[self.stages[i]] for i in live]
+            rate = rates[0] if rates.count(rates[0]) == len(rates) else rates  # one scalar: the faster foreach
             if owned:  # a fresh tensor: the update is computed in its place
-                torch._foreach_mul_(d, rates)
+                torch._foreach_mul_(d, rate)
                 upd = d
             else:
-                upd = torch._foreach_mul(d, rates)
+                upd = torch._foreach_mul(d, rate)
             if active is not None:
                 # where, not a multiply by 0: a stopped member's inf update would make its weights NaN
                 upd = [torch.where(active.view(-1, *[1] * (u.dim() - 1)), u, 0.0) for u in upd]
