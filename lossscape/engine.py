@@ -8,8 +8,11 @@ its `stop` rules (lossscape.engine.Member) decide whether it trains on.
 One engine serves a single model and a population: a strategy (lossscape.strategies) holds the
 parameters as the module's own tensors, or as tensors with a leading member dimension when a
 population of seeds trains as one stacked model. The SGD step is written out with foreach ops so
-that the per-step update norm is the update itself, not a second flatten-and-copy, and so that
-stopped members of a population keep their weights exactly while the others train on.
+that the per-step update norm is the update itself (computed in the gradient's place), not a
+second flatten-and-copy, and so that stopped members of a population keep their weights exactly
+while the others train on. Models made only of Linear, ReLU and Flatten layers take their
+gradients from lossscape.stacked_mlp's written-out backward, bit-identical to autograd's and
+without its per-node overhead; every other model (and DDP) from autograd.
 
 Every member has its own initialization (torch seeded with its seed while the model is built) and
 its own data order (lossscape.data_order), so member s of a population equals a single run of
@@ -138,6 +141,8 @@ class Engine:
         self.members = [Member(s, cpu_state(m)) for s, m in zip(seeds, models)]
         self.strategy = (StackedModels(models, self._fresh_module, input_shape=ds.input_shape) if stacked
                          else SingleModel(models[0], wrap, input_shape=ds.input_shape))
+        # written-out gradients where the model allows; DDP's hooks and its loss scaling need autograd
+        self.written_out = self.strategy.plan is not None and world == 1 and wrap is None
         self.stages = [stage_of(k) for k in self.strategy.names]
         self.n_stages = len(self.strategy.module.stages)
         self.momentum_buf = None
@@ -195,10 +200,10 @@ class Engine:
 
     def _gradients(self, xb: Tensor, yb: Tensor, size: int, live: list[int], plist: list[Tensor]) -> list[Tensor]:
         """The training loss's gradients of the live parameters `plist`: written out where the
-        strategy has a plan (lossscape.stacked_mlp, bit-identical to autograd), else by autograd.
+        model allows (lossscape.stacked_mlp, bit-identical to autograd), else by autograd.
         Either way fresh tensors, which the step may overwrite."""
         strategy = self.strategy
-        if strategy.plan is not None:
+        if self.written_out:
             grads = stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[live[0]],
                                           strategy.stacked)
             return [grads[i] for i in live]
@@ -337,7 +342,7 @@ class Engine:
 
     def seconds_per_step(self, steps: int) -> float:
         """The fastest of `steps` timed training steps on epoch 0's first batches (the probe of
-        train_population). The steps move this engine's weights: probe engines are thrown away."""
+        lossscape.path_choice). The steps move this engine's weights: probe engines are thrown away."""
         n = len(self.y)
         bs = batch_size_at(self.cfg, 0, n)
         order = self.strategy.members(torch.stack([epoch_permutation(s, 0, n) for s in self.seeds]).to(self.device))

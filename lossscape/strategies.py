@@ -10,8 +10,8 @@ per-member results with a leading member dimension of size S (1 for a single mod
   for models made only of Linear/ReLU/Flatten layers. Each member sees its own batch, so batches
   and data orders are [S, ...] too.
 
-For models made only of Linear/ReLU/Flatten layers (and no wrapper) both also have `plan`, with
-which the engine takes the training gradients from lossscape.stacked_mlp instead of autograd.
+For models made only of Linear/ReLU/Flatten layers both also have a `plan`, with which the engine
+takes the training gradients from lossscape.stacked_mlp instead of autograd (None otherwise).
 """
 from __future__ import annotations
 
@@ -41,8 +41,7 @@ class SingleModel:
         self.names = [k for k, _ in model.named_parameters()]
         self.params = list(model.parameters())
         self.forward_module = wrap(model) if wrap else model
-        # written-out gradients (lossscape.stacked_mlp); a wrapper's hooks need autograd
-        self.plan = None if wrap else stacked_mlp.layers(model, input_shape)
+        self.plan = stacked_mlp.layers(model, input_shape)  # for written-out gradients
 
     @staticmethod
     def members(per_member: Tensor) -> Tensor:
