@@ -16,8 +16,8 @@ is a timing probe, which may choose differently between two runs); configs with 
 add the states kept at given epochs. Only the public API is used, so an old checkout runs it too.
 
 `compare` matches runs by config, seed and path, and checks every tensor (initial, final, every
-kept state, the per-step update norms) with torch.equal, and every history value but wall times
-with ==; it exits 1 on any difference.
+kept state, the per-step update norms) with torch.equal (a NaN equal to a NaN in the same place:
+diverged runs), and every history value but wall times with ==; it exits 1 on any difference.
 """
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def _cap_epochs(cfg: RunConfig, cap: int) -> RunConfig:
         return cfg.replace(epochs=epochs, snapshots=snaps)
     if cfg.schedule == "step":  # decay at every epoch after the first, so the cap keeps the decay
         return cfg.replace(epochs=epochs, decay_epochs=tuple(range(1, epochs)))
-    return cfg.replace(epochs=epochs, record_snapshots=tuple(e for e in cfg.record_snapshots if e <= epochs))
+    # a warmup longer than the capped run is refused by RunConfig: it is shortened to fit
+    return cfg.replace(epochs=epochs, record_snapshots=tuple(e for e in cfg.record_snapshots if e <= epochs),
+                       warmup_epochs=min(cfg.warmup_epochs, epochs - 1))
 
 
 def kept_states(run) -> list[dict]:
@@ -121,6 +123,13 @@ def cmd_train(a) -> None:
               flush=True)
 
 
+def _identical(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """torch.equal, with NaN equal to NaN in the same place (a diverged run's weights)."""
+    if a.is_floating_point() and b.is_floating_point():
+        return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
+    return torch.equal(a, b)
+
+
 def cmd_compare(a) -> int:
     before = {p.name: p for p in Path(a.before).glob("*.pt")}
     after = {p.name: p for p in Path(a.after).glob("*.pt")}
@@ -136,7 +145,7 @@ def cmd_compare(a) -> int:
             continue
         for k, t in x["tensors"].items():
             n_tensors += 1
-            if not torch.equal(t, y["tensors"][k]):
+            if not _identical(t, y["tensors"][k]):
                 bad.append(f"{where}: {k} differs (max abs {float((t.double() - y['tensors'][k].double()).abs().max()):.3g})")
         if json.dumps(x["meta"], sort_keys=True) != json.dumps(y["meta"], sort_keys=True):
             bad.append(f"{where}: history, stop reason, best epoch or snapshot steps differ")
