@@ -6,11 +6,12 @@ ratios taken in the same run are what count, absolute times are not).
 1. This machine's sgemm peak (a 1024^3 float32 matmul, fastest of several) and, per MLP
    configuration on MNIST-1D (w64 bs16, w128 bs64, w256 bs64), the engine's GFLOP/s in the
    training steps of single runs (FLOPs from lossscape.step_cost: forward, weight and input
-   gradients) and a population of 8 seeds on the path `train_population` chooses, against a
-   loop of 8 single runs (targets: >= 1.0x everywhere, >= 3x at w64 bs16; single runs >= 60% of
-   peak at w256 bs64). The forced stacked path is shown beside it, and the GFLOP/s of the bare
-   module's forward and backward on one batch (no SGD step, no recording) as the ceiling
-   PyTorch itself reaches at that shape.
+   gradients) and a population of 8 seeds on the path `train_population` chooses (stacking, chunk
+   and threads: lossscape.path_choice), against a loop of 8 single runs at --threads (targets:
+   >= 1.0x everywhere, >= 3x at w64 bs16; single runs >= 60% of peak at w256 bs64). The forced
+   stacked path is shown beside it, and the GFLOP/s of the bare module's autograd forward and
+   backward on one batch (no SGD step, no recording): what PyTorch reaches at that shape through
+   autograd, which the engine's written-out gradients (lossscape.stacked_mlp) do not use.
 2. One Hessian-vector product (MLP 40-256-256-10, 1,000 examples, one chunk) against a
    graph-reusing reference (create_graph gradient once, then one backward per product) and
    PyHessian's `hessian_vector_product` if pyhessian is installed (target <= 1.0x). Hutchinson's
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import statistics
 import time
 
@@ -44,14 +44,13 @@ from bench_engine import alternate
 from bench_geometry import full_batch_loop, mnist1d_train_set, trained_mlp
 from torch import nn
 
-from lossscape import RunConfig, train, train_population
+from lossscape import RunConfig, path_choice, train, train_population
 from lossscape import geometry as g
 from lossscape.geometry.hessian import _HessianVectorProduct
 from lossscape.step_cost import stage_forward_flops, step_flops
 from lossscape.data import load_data
 from lossscape.models import init_model
 
-CHOOSER = importlib.import_module("lossscape.train")  # the module (lossscape.train is the function)
 SECTIONS = ["engine", "hvp", "trace", "surface", "evaluation", "batchnorm"]
 CONFIGS = [(64, 16), (128, 64), (256, 64)]
 SEEDS = list(range(8))
@@ -92,9 +91,9 @@ def bench_engine(peak: float, epochs: int, repeats: int) -> None:
         cfg = RunConfig(dataset="mnist1d", model="mlp", width=width, batch_size=bs, lr=0.05, epochs=epochs)
         ds = load_data(cfg)
         flops = step_flops(stage_forward_flops(init_model(cfg, 0, ds.input_shape, ds.n_classes), ds.input_shape), 0)
-        CHOOSER.CHOSEN_PATHS.clear()  # time the probe itself, then reuse its choice
-        probe_s = _seconds(lambda: CHOOSER.choose_path(cfg, len(SEEDS)))
-        chosen = CHOOSER.choose_path(cfg, len(SEEDS))
+        path_choice.CHOSEN_PATHS.clear()  # time the probe itself, then reuse its choice
+        probe_s = _seconds(lambda: path_choice.choose_path(cfg, len(SEEDS)))
+        chosen = path_choice.choose_path(cfg, len(SEEDS))
         wall, steps = alternate({
             "chosen": lambda: train_population(cfg, SEEDS),
             "stacked": lambda: train_population(cfg, SEEDS, path="stacked"),
@@ -102,7 +101,7 @@ def bench_engine(peak: float, epochs: int, repeats: int) -> None:
         }, repeats)
         gflops = len(SEEDS) * epochs * len(ds.y_train) * flops / steps["loop"] / 1e9
         bare = bs * flops / bare_step_seconds(cfg, repeats) / 1e9
-        path = f"{chosen['kind']}, {chosen['members_per_chunk']} per chunk"
+        path = f"{chosen['kind']}, {chosen['members_per_chunk']} per chunk, {chosen['threads']} thread(s)"
         print(f"| w{width} bs{bs} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {bare:.1f} ({100 * bare / peak:.0f}%) "
               f"| {path} | {probe_s:.2f} "
               f"| {wall['loop'] / wall['chosen']:.2f}x | {wall['loop'] / wall['stacked']:.2f}x |")
@@ -252,16 +251,17 @@ def bench_batchnorm_population(epochs: int, repeats: int) -> None:
     for model in ["resnet_small", "densenet_small"]:
         cfg = RunConfig(dataset="mnist1d", n_samples=2000, model=model, batch_size=64, lr=0.1, momentum=0.9,
                         epochs=epochs)
-        CHOOSER.CHOSEN_PATHS.clear()
-        probe_s = _seconds(lambda: CHOOSER.choose_path(cfg, len(SEEDS)))
-        chosen = CHOOSER.choose_path(cfg, len(SEEDS))
+        path_choice.CHOSEN_PATHS.clear()
+        probe_s = _seconds(lambda: path_choice.choose_path(cfg, len(SEEDS)))
+        chosen = path_choice.choose_path(cfg, len(SEEDS))
         wall, steps = alternate({
             "chosen": lambda: train_population(cfg, SEEDS),
             "stacked": lambda: train_population(cfg, SEEDS, path="stacked"),
             "loop": lambda: [train(cfg.replace(seed=s)) for s in SEEDS],
         }, repeats)
-        per = " / ".join(f"{1e3 * t:.1f} ms" for t in chosen["probe_s_per_member_step"].values())
-        print(f"| {model} | {chosen['kind']}, {chosen['members_per_chunk']} per chunk | {probe_s:.2f} | {per} "
+        per = " / ".join(f"{1e3 * t:.1f} ms" for t in chosen["probe_s_per_member_step"][str(chosen["threads"])].values())
+        print(f"| {model} | {chosen['kind']}, {chosen['members_per_chunk']} per chunk, {chosen['threads']} thread(s) "
+              f"| {probe_s:.2f} | {per} "
               f"| {wall['loop'] / wall['chosen']:.2f}x | {wall['loop'] / wall['stacked']:.2f}x "
               f"| {steps['loop'] / steps['stacked']:.2f}x |")
 

@@ -75,9 +75,10 @@ def _cap_epochs(cfg: RunConfig, cap: int) -> RunConfig:
         snaps = math.gcd(cfg.snapshots, epochs) if cfg.snapshots > 1 else 1
         return cfg.replace(epochs=epochs, warmup_epochs=warmup, snapshots=snaps)
     if cfg.schedule == "step":  # decay at every epoch after the first, so the cap keeps the decay
-        return cfg.replace(epochs=epochs, warmup_epochs=warmup, decay_epochs=tuple(range(1, epochs)))
-    return cfg.replace(epochs=epochs, warmup_epochs=warmup,
-                       record_snapshots=tuple(e for e in cfg.record_snapshots if e <= epochs))
+        return cfg.replace(epochs=epochs, decay_epochs=tuple(range(1, epochs)))
+    # a warmup longer than the capped run is refused by RunConfig: it is shortened to fit
+    return cfg.replace(epochs=epochs, record_snapshots=tuple(e for e in cfg.record_snapshots if e <= epochs),
+                       warmup_epochs=min(cfg.warmup_epochs, epochs - 1))
 
 
 def kept_states(run) -> list[dict]:
@@ -128,11 +129,11 @@ def cmd_train(a) -> None:
               flush=True)
 
 
-def _same(t: torch.Tensor, u: torch.Tensor) -> bool:
-    """torch.equal, with NaN equal to NaN at the same places (a diverged run's weights and norms)."""
-    if t.shape != u.shape or not torch.equal(t.isnan(), u.isnan()):
-        return False
-    return torch.equal(torch.where(t.isnan(), 0, t), torch.where(u.isnan(), 0, u))
+def _identical(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """torch.equal, with NaN equal to NaN in the same place (a diverged run's weights)."""
+    if a.is_floating_point() and b.is_floating_point():
+        return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
+    return torch.equal(a, b)
 
 
 def cmd_compare(a) -> int:
@@ -150,7 +151,7 @@ def cmd_compare(a) -> int:
             continue
         for k, t in x["tensors"].items():
             n_tensors += 1
-            if not _same(t, y["tensors"][k]):
+            if not _identical(t, y["tensors"][k]):
                 bad.append(f"{where}: {k} differs (max abs {float((t.double() - y['tensors'][k].double()).abs().max()):.3g})")
         rows_x, rows_y = x["meta"].pop("history"), y["meta"].pop("history")
         if json.dumps(x["meta"], sort_keys=True) != json.dumps(y["meta"], sort_keys=True):

@@ -64,6 +64,8 @@ _TRAINING_SOURCES = ("config.py", "data.py", "data_order.py", "models.py", "sche
                      "stacked_mlp.py", "strategies.py", "engine.py", "parallel.py", "train.py")
 _MANIFEST = "manifest.json"
 _CHECKED_FILES = RUN_FILES
+# The engine paths chosen per step shape and machine (RunStore.engine_path), beside the entries.
+ENGINE_PATHS = "engine_paths.json"
 # A writer renames its temporary folder within seconds of creating it; one an hour old is a killed writer's.
 STALE_TMP_S = 3600
 
@@ -216,15 +218,7 @@ class RunStore:
         value = compute()
         self._makedirs(path.parent)
         _remove_stale(path.parent.glob(".tmp-*"), os.unlink)  # a killed memo writer's file
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump({"name": name, "params": params, "value": value}, f)
-            os.chmod(tmp, self._modes()[0])
-            os.replace(tmp, path)
-        except BaseException:  # e.g. a value JSON cannot hold: no stray temporary file
-            os.unlink(tmp)
-            raise
+        _write_json(path, {"name": name, "params": params, "value": value}, self._modes()[0], ".tmp-")
         return value
 
     # -- train when missing ----------------------------------------------------------------
@@ -236,7 +230,35 @@ class RunStore:
         `init`: {seed: state} of a continuation (cfg.init_from), as train_population takes it."""
         return self._get_or_make([cfg.replace(seed=int(s)) for s in seeds],
                                  lambda missing: train_population(cfg, [c.seed for c in missing], progress=progress,
-                                                                  init=init))
+                                                                  init=init, record=self.engine_path))
+
+    def engine_path(self, key: str, choose) -> dict:
+        """The engine path recorded for `key` (a step shape on a machine, lossscape.path_choice) in
+        ENGINE_PATHS, or choose()'s, recorded there: a population trains the same way on every
+        rerun on the same machine, in every process sharing the cache. The file is read and
+        rewritten under its own lock, atomically; one that cannot be read or written is left as it
+        is (with a warning) and the path is chosen for this process only."""
+        path = self.root / ENGINE_PATHS
+        with self._locked([ENGINE_PATHS]):
+            try:
+                paths = json.loads(path.read_text()) if path.exists() else {}
+                if not isinstance(paths, dict):
+                    raise ValueError(f"got a {type(paths).__name__}, not an object")
+            except (OSError, ValueError) as exc:
+                warnings.warn(f"engine paths {path} cannot be read ({_reason(exc)}); choosing for this process "
+                              "and leaving the file as it is", stacklevel=2)
+                return choose()
+            if key in paths:
+                return paths[key]
+            paths[key] = choice = choose()
+            try:
+                self._makedirs(self.root)
+                _remove_stale(self.root.glob(f".{ENGINE_PATHS}.tmp-*"), os.unlink)  # a killed writer's file
+                _write_json(path, paths, self._modes()[0], f".{ENGINE_PATHS}.tmp-")
+            except OSError as exc:
+                warnings.warn(f"engine paths {path} cannot be written ({_reason(exc)}); the path is chosen for "
+                              "this process only", stacklevel=2)
+        return choice
 
     def _get_or_make(self, cfgs: list[RunConfig], make) -> list[Run]:
         """The runs of cfgs: loaded where stored, else made by make(missing cfgs) and stored.
@@ -384,6 +406,19 @@ def _read_entry(folder: Path, key: str, cfg: RunConfig) -> Run:
         raise _Damaged(_reason(exc)) from None
     except (ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:  # unparseable, wrong shape
         raise _Damaged(f"{type(exc).__name__}: {exc}") from None
+
+
+def _write_json(path: Path, obj, mode: int, prefix: str) -> None:
+    """Write obj to path atomically: a temporary file named `prefix`... beside it, renamed into place."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a value JSON cannot hold: no stray temporary file
+        os.unlink(tmp)
+        raise
 
 
 def _reason(exc: Exception) -> str:

@@ -12,8 +12,11 @@ is spent where something reads it (lossscape.run says which rows carry which spl
 One engine serves a single model and a population: a strategy (lossscape.strategies) holds the
 parameters as the module's own tensors, or as tensors with a leading member dimension when a
 population of seeds trains as one stacked model. The SGD step is written out with foreach ops so
-that the per-step update norm is the update itself, not a second flatten-and-copy, and so that
-stopped members of a population keep their weights exactly while the others train on.
+that the per-step update norm is the update itself (computed in the gradient's place), not a
+second flatten-and-copy, and so that stopped members of a population keep their weights exactly
+while the others train on. Models made only of Linear, ReLU and Flatten layers take their
+gradients from lossscape.stacked_mlp's written-out backward, bit-identical to autograd's and
+without its per-node overhead; every other model (and DDP) from autograd.
 
 Every member has its own initialization (torch seeded with its seed while the model is built) and
 its own data order (lossscape.data_order), so member s of a population equals a single run of
@@ -31,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import freezeout
+from . import freezeout, stacked_mlp
 from .config import ConfigError, RunConfig
 from .data import load_data
 from .data_order import epoch_permutation
@@ -160,7 +163,10 @@ class Engine:
             for model, s in zip(models, seeds):
                 model.load_state_dict(init[s])
         self.members = [Member(s, cpu_state(m)) for s, m in zip(seeds, models)]
-        self.strategy = StackedModels(models, self._fresh_module) if stacked else SingleModel(models[0], wrap)
+        self.strategy = (StackedModels(models, self._fresh_module, input_shape=ds.input_shape) if stacked
+                         else SingleModel(models[0], wrap, input_shape=ds.input_shape))
+        # written-out gradients where the model allows; DDP's hooks and its loss scaling need autograd
+        self.written_out = self.strategy.plan is not None and world == 1 and wrap is None
         self.stages = [stage_of(k) for k in self.strategy.names]
         self.n_stages = len(self.strategy.module.stages)
         self.momentum_buf = None
@@ -190,7 +196,10 @@ class Engine:
         size = idx.shape[-1]
         if self.world > 1:
             idx = idx[self.rank::self.world]
-        return self.X[idx], self.y[idx], size
+        # the rows X[idx] gathers, through index_select: a fraction of advanced indexing's overhead
+        flat = idx.reshape(-1)
+        return (self.X.index_select(0, flat).view(*idx.shape, *self.X.shape[1:]),
+                self.y.index_select(0, flat).view(idx.shape), size)
 
     def step(self, xb: Tensor, yb: Tensor, size: int, lrs: list[float], active: Tensor | None) -> Tensor:
         """One SGD step at the stage learning rates `lrs`; members where `active` ([S] bool, None:
@@ -199,16 +208,35 @@ class Engine:
         if self.n_stages and self.cfg.schedule == "freezeout":
             self.strategy.module.frozen_stages = freezeout.frozen_prefix(lrs)
         plist = [self.strategy.params[i] for i in live]
-        for p in plist:
-            p.grad = None
-        self._loss(xb, yb, size).sum().backward()
+        grads = self._gradients(xb, yb, size, live, plist)
         with torch.no_grad():
-            upd = torch._foreach_mul(self._direction(live, plist), [lrs[self.stages[i]] for i in live])
+            d, owned = self._direction(live, plist, grads)
+            rates = [lrs[self.stages[i]] for i in live]
+            rate = rates[0] if rates.count(rates[0]) == len(rates) else rates  # one scalar: the faster foreach
+            if owned:  # a fresh tensor: the update is computed in its place
+                torch._foreach_mul_(d, rate)
+                upd = d
+            else:
+                upd = torch._foreach_mul(d, rate)
             if active is not None:
                 # where, not a multiply by 0: a stopped member's inf update would make its weights NaN
                 upd = [torch.where(active.view(-1, *[1] * (u.dim() - 1)), u, 0.0) for u in upd]
             torch._foreach_sub_(plist, upd)
             return self.strategy.sq_norms(upd)
+
+    def _gradients(self, xb: Tensor, yb: Tensor, size: int, live: list[int], plist: list[Tensor]) -> list[Tensor]:
+        """The training loss's gradients of the live parameters `plist`: written out where the
+        model allows (lossscape.stacked_mlp, bit-identical to autograd), else by autograd.
+        Either way fresh tensors, which the step may overwrite."""
+        strategy = self.strategy
+        if self.written_out:
+            grads = stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[live[0]],
+                                          strategy.stacked)
+            return [grads[i] for i in live]
+        for p in plist:
+            p.grad = None
+        self._loss(xb, yb, size).sum().backward()
+        return [p.grad for p in plist]
 
     def _loss(self, xb: Tensor, yb: Tensor, size: int) -> Tensor:
         logits = self.strategy.forward(xb)
@@ -219,10 +247,11 @@ class Engine:
             return F.cross_entropy(logits, yb, reduction="sum") * (self.world / size)
         return self.strategy.losses(logits, yb)
 
-    def _direction(self, live: list[int], plist: list[Tensor]) -> list[Tensor]:
-        """The SGD direction of the live parameters: gradient, weight decay, (Nesterov) momentum."""
+    def _direction(self, live: list[int], plist: list[Tensor], grads: list[Tensor]) -> tuple[list[Tensor], bool]:
+        """The SGD direction of the live parameters: gradient, weight decay, (Nesterov) momentum;
+        and whether it is a fresh tensor the step may overwrite (not the momentum buffers)."""
         cfg = self.cfg
-        d = [p.grad for p in plist]
+        d = grads
         if cfg.weight_decay:
             d = torch._foreach_add(d, plist, alpha=cfg.weight_decay)
         if cfg.momentum:
@@ -231,8 +260,10 @@ class Engine:
             bufs = [self.momentum_buf[i] for i in live]
             torch._foreach_mul_(bufs, cfg.momentum)
             torch._foreach_add_(bufs, d)
-            d = torch._foreach_add(d, bufs, alpha=cfg.momentum) if cfg.nesterov else bufs
-        return d
+            if not cfg.nesterov:
+                return bufs, False
+            d = torch._foreach_add(d, bufs, alpha=cfg.momentum)
+        return d, True
 
     def take_snapshots(self, step: int) -> None:
         """A cycle snapshot of every member still training, after optimizer step `step`."""
@@ -373,7 +404,7 @@ class Engine:
 
     def seconds_per_step(self, steps: int) -> float:
         """The fastest of `steps` timed training steps on epoch 0's first batches (the probe of
-        train_population). The steps move this engine's weights: probe engines are thrown away."""
+        lossscape.path_choice). The steps move this engine's weights: probe engines are thrown away."""
         n = len(self.y)
         bs = batch_size_at(self.cfg, 0, n)
         order = self.strategy.members(torch.stack([epoch_permutation(s, 0, n) for s in self.seeds]).to(self.device))

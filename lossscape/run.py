@@ -80,7 +80,7 @@ class Run:
     epoch_snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     best_epoch: int | None = None  # early_stop: the epoch whose weights final_state holds
     # how the run was trained: {"kind": "single" | "loop" | "stacked", "members_per_chunk", "threads",
-    # and for a probed population "probe_s_per_member_step"} (train_population's choice)
+    # and for a probed population "probe_s_per_member_step": {threads: {chunk: seconds}}} (lossscape.path_choice)
     engine_path: dict = field(default_factory=dict)
     # split -> the epochs that evaluated it (module docstring), from the rows
     evaluated_epochs: dict[str, list[int]] = field(init=False)

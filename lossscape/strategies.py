@@ -15,6 +15,9 @@ batch with its own slice of the stacked statistics, and a training forward updat
 place (running_mean, running_var, num_batches_tracked), exactly as the member's own module would;
 evaluation (module.eval()) reads them. A member's state is its weights and buffers, keyed and
 ordered as its module's state_dict, in both strategies.
+
+For models made only of Linear/ReLU/Flatten layers both also have a `plan`, with which the engine
+takes the training gradients from lossscape.stacked_mlp instead of autograd (None otherwise).
 """
 from __future__ import annotations
 
@@ -36,12 +39,16 @@ def cpu_state(model: nn.Module) -> dict[str, Tensor]:
 class SingleModel:
     """One model; `wrap` (e.g. DistributedDataParallel) runs its training forward."""
 
-    def __init__(self, model: nn.Module, wrap: Callable[[nn.Module], nn.Module] | None = None):
+    stacked = False
+
+    def __init__(self, model: nn.Module, wrap: Callable[[nn.Module], nn.Module] | None = None, *,
+                 input_shape):
         self.module = model
         self.names = [k for k, _ in model.named_parameters()]
         self.params = list(model.parameters())
         self.buffers = list(model.buffers())
         self.forward_module = wrap(model) if wrap else model
+        self.plan = stacked_mlp.layers(model, input_shape)  # for written-out gradients
 
     @staticmethod
     def members(per_member: Tensor) -> Tensor:
@@ -86,7 +93,9 @@ EVAL_MEMBER_EXAMPLES = 1024
 class StackedModels:
     """`models` (same architecture, one per member) as stacked parameters [S, ...]."""
 
-    def __init__(self, models: list[nn.Module], make_module: Callable[[], nn.Module]):
+    stacked = True
+
+    def __init__(self, models: list[nn.Module], make_module: Callable[[], nn.Module], *, input_shape):
         params, buffers = stack_module_state(models)
         self.names = list(params)
         self.params = [params[k].detach().requires_grad_(True) for k in self.names]
@@ -95,7 +104,8 @@ class StackedModels:
         self.state_keys = list(models[0].state_dict())
         # code only: functional_call supplies every tensor, so the module lives on the meta device
         self.module = make_module().to("meta")
-        self.plain_mlp = stacked_mlp.supports(self.module)  # no vmap needed (lossscape.stacked_mlp)
+        # no vmap needed (lossscape.stacked_mlp)
+        self.plan = stacked_mlp.layers(self.module, input_shape)
 
     @staticmethod
     def members(per_member: Tensor) -> Tensor:
@@ -105,8 +115,8 @@ class StackedModels:
     def forward(self, x: Tensor) -> Tensor:
         """x: [S, B, ...] -> logits [S, B, classes]."""
         names, buffer_names = self.names, self.buffer_names
-        if self.plain_mlp:
-            return stacked_mlp.forward(self.module, dict(zip(names, self.params)), x)
+        if self.plan is not None:
+            return stacked_mlp.forward(self.plan, self.params, x, self.module.frozen_stages)
 
         def one(p, b, xb):
             return functional_call(self.module, {**dict(zip(names, p)), **dict(zip(buffer_names, b))}, (xb,))
@@ -117,7 +127,7 @@ class StackedModels:
         EVAL_MEMBER_EXAMPLES member-examples (see there)."""
         S = len(self.params[0])
         y = y.expand(S, *y.shape)
-        if self.plain_mlp:
+        if self.plan is not None:
             return self.forward(x.expand(S, *x.shape)), y
         part = max(1, EVAL_MEMBER_EXAMPLES // S)
         return torch.cat([self.forward(xp.expand(S, *xp.shape)) for xp in x.split(part)], dim=1), y

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -30,6 +29,7 @@ from .config import ConfigError, RunConfig
 from .data import load_data
 from .data_order import epoch_permutation
 from .engine import Engine
+from .path_choice import cpu_name
 from .schedules import batch_size_at
 
 
@@ -100,13 +100,7 @@ def _evaluate_epoch(eng: Engine) -> None:
 
 def timing_context(device: str = "cpu") -> str:
     """What a time was measured on: torch's thread count, the CPU (or GPU), the load average."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    where = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu
+    where = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu_name()
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
     return (f"timed in this session on {where} ({os.cpu_count()} logical CPUs), torch threads "
             f"{torch.get_num_threads()}, load average {load}")

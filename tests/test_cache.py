@@ -134,9 +134,9 @@ def test_population_trains_only_missing_seeds(tmp_path, monkeypatch):
     trained = []
     real = cache_mod.train_population
 
-    def spy(cfg, seeds, progress=None, init=None):
+    def spy(cfg, seeds, **kw):
         trained.append(list(seeds))
-        return real(cfg, seeds, progress=progress, init=init)
+        return real(cfg, seeds, **kw)
     monkeypatch.setattr(cache_mod, "train_population", spy)
     runs = store.get_or_train_population(CFG, [0, 1, 2])
     assert trained == [[0, 2]] and [r.config.seed for r in runs] == [0, 1, 2]

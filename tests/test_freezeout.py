@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossscape import RunConfig
+from lossscape import RunConfig, stacked_mlp
 from lossscape.freezeout import freeze_steps, frozen_prefix, stage_lrs
 from lossscape.models import build_model
 from lossscape.schedules import freezeout_fractions, freezeout_lr
@@ -99,13 +99,34 @@ FREEZE = RunConfig(dataset="mnist1d", n_samples=200, width=4, batch_size=32, lr=
 STEPS_PER_EPOCH, T = 4, 16
 
 
+def _count_written_out_grads(monkeypatch, engine):
+    """For the mlp, whose gradients are written out (lossscape.stacked_mlp), not autograd's: the
+    steps whose gradients reached each stage's first parameter."""
+    counts = [0] * len(engine.module.stages)
+    firsts = {engine.strategy.names.index(next(n for n, _ in s.named_parameters(prefix=f"stages.{i}"))): i
+              for i, s in enumerate(engine.module.stages)}
+    real = stacked_mlp.gradients
+
+    def spy(*args, **kw):
+        grads = real(*args, **kw)
+        for k in grads.keys() & firsts.keys():
+            counts[firsts[k]] += 1
+        return grads
+    monkeypatch.setattr(stacked_mlp, "gradients", spy)
+    return counts
+
+
 @pytest.mark.parametrize("model", MODELS)
-def test_engine_freezes_each_stage_at_its_step(model):
+def test_engine_freezes_each_stage_at_its_step(model, monkeypatch):
     cfg = FREEZE.replace(model=model, width=16 if model == "mlp" else 4)
     engine = Engine(cfg, [cfg.seed], stacked=False)
     n = len(engine.module.stages)
     t_i = brock_fractions(n, cfg.freeze_t0, cfg.freeze_spacing) * T
-    counts = _count_grads([next(s.parameters()) for s in engine.module.stages])
+    if not engine.written_out:
+        counts = _count_grads([next(s.parameters()) for s in engine.module.stages])
+    else:
+        counts = _count_written_out_grads(monkeypatch, engine)
+    assert engine.written_out == (model == "mlp")
     run = engine.run()[0]
     # steps 0..T-1 train stage i while step < t_i: min(T, ceil(t_i)) backward passes reach it
     assert counts == [min(T, math.ceil(t)) for t in t_i]

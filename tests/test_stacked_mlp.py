@@ -1,10 +1,13 @@
-"""The written-out stacked forward against vmap(functional_call), the engine's general path."""
+"""The written-out stacked forward against vmap(functional_call), the engine's general path, and the
+written-out gradients against autograd's, bit for bit."""
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from lossscape import stacked_mlp
-from lossscape.models import build_model
+from lossscape.models import StagedNet, build_model
 
 
 @pytest.mark.parametrize("input_shape", [(40,), (2, 4, 5)])  # Flatten must skip the member dimension
@@ -15,6 +18,8 @@ def test_forward_and_gradients_equal_vmap(input_shape, frozen):
     base = members[0]
     base.frozen_stages = frozen
     stacked, _ = stack_module_state(members)
+    names = list(stacked)
+    plan = stacked_mlp.layers(base, input_shape)
     x = torch.randn(3, 7, *input_shape)
 
     def loss_and_grads(forward):
@@ -23,8 +28,7 @@ def test_forward_and_gradients_equal_vmap(input_shape, frozen):
         out.square().sum().backward()
         return out.detach(), {k: p.grad for k, p in params.items()}
 
-    mine = loss_and_grads(lambda params: stacked_mlp.forward(base, params, x))
-    names = list(stacked)
+    mine = loss_and_grads(lambda params: stacked_mlp.forward(plan, [params[k] for k in names], x, frozen))
     ref = loss_and_grads(lambda params: vmap(
         lambda p, xb: functional_call(base, dict(zip(names, p)), (xb,)))([params[k] for k in names], x))
     torch.testing.assert_close(mine[0], ref[0], rtol=1e-6, atol=1e-6)
@@ -35,6 +39,58 @@ def test_forward_and_gradients_equal_vmap(input_shape, frozen):
             torch.testing.assert_close(mine[1][k], ref[1][k], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("model, supported", [("mlp", True), ("conv1d", False), ("vgg_small", False)])
-def test_only_linear_relu_flatten_models_are_supported(model, supported):
-    assert stacked_mlp.supports(build_model(model, (40,), 10, 8)) is supported
+def _deep(input_shape, n_classes, width):
+    """Linear layers with and without bias, nested Sequentials, a Flatten after a Linear."""
+    features = input_shape[0] * input_shape[1]
+    return StagedNet([nn.Sequential(nn.Flatten(), nn.Linear(features, width, bias=False), nn.ReLU(), nn.Flatten()),
+                      nn.Sequential(nn.Sequential(nn.Linear(width, width), nn.ReLU()), nn.Linear(width, width), nn.ReLU()),
+                      nn.Linear(width, n_classes, bias=False)])
+
+
+@pytest.mark.parametrize("batch", [1, 5, 64])
+@pytest.mark.parametrize("frozen", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_single_model_gradients_equal_autograd_bit_for_bit(batch, frozen, dtype):
+    """Reference: autograd through the module itself, on the engine's loss (mean cross-entropy)."""
+    torch.manual_seed(batch + frozen)
+    model = build_model("mlp", (40,), 10, 24).to(dtype)
+    x, y = torch.randn(batch, 40, dtype=dtype), torch.randint(0, 10, (batch,))
+    params = list(model.parameters())
+    model.frozen_stages = frozen
+    F.cross_entropy(model(x), y).reshape(1).sum().backward()
+    mine = stacked_mlp.gradients(stacked_mlp.layers(model, (40,)), params, x, y, frozen, stacked=False)
+    trained = [i for i, (k, _) in enumerate(model.named_parameters()) if int(k.split(".")[1]) >= frozen]
+    assert sorted(mine) == trained
+    for i in trained:
+        assert torch.equal(mine[i], params[i].grad), i
+
+
+@pytest.mark.parametrize("frozen", [0, 2])
+def test_stacked_gradients_equal_autograd_bit_for_bit(frozen):
+    """Reference: autograd through the stacked forward, on the engine's loss (each member's mean
+    cross-entropy, summed); a model with nested stages, bias-free layers and a 2-D input."""
+    torch.manual_seed(1)
+    members = [_deep((3, 6), 4, 8) for _ in range(3)]
+    stacked, _ = stack_module_state(members)
+    params = [v.detach().clone().requires_grad_(True) for v in stacked.values()]
+    plan = stacked_mlp.layers(members[0], (3, 6))
+    x, y = torch.randn(3, 9, 3, 6), torch.randint(0, 4, (3, 9))
+    logits = stacked_mlp.forward(plan, params, x)
+    F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(3, 9).mean(1).sum().backward()
+    mine = stacked_mlp.gradients(plan, params, x, y, frozen, stacked=True)
+    stages = [int(k.split(".")[1]) for k in stacked]
+    assert sorted(mine) == [i for i, s in enumerate(stages) if s >= frozen]
+    for i in mine:
+        assert torch.equal(mine[i], params[i].grad), i
+
+
+@pytest.mark.parametrize("model, input_shape, supported", [
+    ("mlp", (40,), True), ("mlp", (2, 20), True), ("conv1d", (40,), False), ("vgg_small", (40,), False)])
+def test_only_linear_relu_flatten_models_are_written_out(model, input_shape, supported):
+    assert (stacked_mlp.layers(build_model(model, input_shape, 10, 8), input_shape) is not None) is supported
+
+
+def test_a_linear_on_unflattened_inputs_stays_on_autograd():
+    """nn.Linear on [B, C, L] multiplies the last dimension only: not the [B, features] mm written out."""
+    model = StagedNet([nn.Sequential(nn.Linear(5, 4), nn.ReLU()), nn.Flatten(), nn.Linear(12, 2)])
+    assert stacked_mlp.layers(model, (3, 5)) is None

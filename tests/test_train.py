@@ -1,6 +1,5 @@
 """The training engine against independent references: torch.optim.SGD, single vs population runs,
 hand-computed update norms and distances, and each stop rule."""
-import importlib
 import math
 
 import numpy as np
@@ -8,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossscape import ConfigError, RunConfig, train, train_population
+from lossscape import ConfigError, RunConfig, path_choice, train, train_population
 from lossscape.config import MAX_SEED
 from lossscape.data import load_data
 from lossscape.data_order import data_seed, epoch_permutation
@@ -104,14 +103,14 @@ def test_population_members_stop_on_their_own():
     ({1: 1.0, 2: 1.2, 3: 1.2}, "stacked", 3),
 ])
 def test_population_takes_the_path_the_probe_measures_fastest(monkeypatch, per_step, kind, chunk):
-    chooser = importlib.import_module("lossscape.train")  # the module; lossscape.train is the function
-    monkeypatch.setattr(chooser, "CHOSEN_PATHS", {})
+    monkeypatch.setattr(path_choice, "CHOSEN_PATHS", {})
     monkeypatch.setattr(Engine, "seconds_per_step", lambda self, steps: per_step[len(self.seeds)])
     seeds = [0, 3, 7]
     pop = train_population(cfg(epochs=2), seeds)
     for seed, member in zip(seeds, pop):
         assert (member.engine_path["kind"], member.engine_path["members_per_chunk"]) == (kind, chunk)
-        assert member.engine_path["probe_s_per_member_step"] == {str(k): t / k for k, t in per_step.items()}
+        probed = {str(t): {str(k): s / k for k, s in per_step.items()} for t in path_choice.thread_counts()}
+        assert member.engine_path["probe_s_per_member_step"] == probed
         single = train(cfg(epochs=2, seed=seed))
         assert member.config.seed == seed
         assert _max_diff(member.final_state, single.final_state) < 1e-5
