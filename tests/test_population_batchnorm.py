@@ -12,14 +12,13 @@ the kink, and from that step on the runs part like any two runs given a perturba
 size. The configurations below were checked to meet no such input over their steps; they are not
 a limit of the method. num_batches_tracked counts steps and must match exactly.
 """
-import importlib
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lossscape import RunConfig, strategies, train, train_population
+from lossscape import RunConfig, path_choice, strategies, train, train_population
 from lossscape.data import load_data
 from lossscape.engine import EVAL_CHUNK, Engine
 from lossscape.footprint import population_bytes
@@ -116,8 +115,7 @@ def test_early_stop_keeps_a_stacked_members_best_statistics():
 
 @pytest.mark.parametrize("per_step, kind", [({1: 1.0, 2: 1.2, 3: 1.5}, "stacked"), ({1: 1.0, 2: 2.5, 3: 3.5}, "loop")])
 def test_the_probe_decides_for_batchnorm_models_too(monkeypatch, per_step, kind):
-    chooser = importlib.import_module("lossscape.train")  # the module; lossscape.train is the function
-    monkeypatch.setattr(chooser, "CHOSEN_PATHS", {})
+    monkeypatch.setattr(path_choice, "CHOSEN_PATHS", {})
     monkeypatch.setattr(Engine, "seconds_per_step", lambda self, steps: per_step[len(self.seeds)])
     pop = train_population(cfg("densenet_small", epochs=1), SEEDS)
     assert [m.engine_path["kind"] for m in pop] == [kind] * len(SEEDS)
