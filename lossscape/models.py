@@ -44,7 +44,28 @@ def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, width: 
     model = factory(tuple(input_shape), n_classes, width)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model: {name} returned a {type(model).__name__}; allowed: a factory returning an nn.Module")
+    if name not in MODELS:
+        _check_logits(model, name, tuple(input_shape), n_classes)
     return model if isinstance(model, StagedNet) else StagedNet([model])
+
+
+def _check_logits(model: nn.Module, name: str, input_shape: tuple[int, ...], n_classes: int) -> None:
+    """A user's module must map a batch (B, *input_shape) to logits (B, n_classes): found here, with
+    the field named, rather than as a traceback from the loss deep in a training step. One forward of
+    two zero examples in eval mode (no BatchNorm statistics move, no dropout draws the RNG)."""
+    allowed = f"allowed: a module mapping (batch, {', '.join(map(str, input_shape))}) to logits (batch, {n_classes})"
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *input_shape))
+    except Exception as e:  # the user's forward: any failure is theirs, reported in one line
+        raise ConfigError(f"model: {name} failed on a batch of shape (2, {', '.join(map(str, input_shape))}) "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {allowed}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"model: {name} returned outputs of shape {got} for a batch of 2; {allowed}")
 
 
 def init_model(cfg: RunConfig, seed: int, input_shape, n_classes) -> StagedNet:

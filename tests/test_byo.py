@@ -36,6 +36,14 @@ def not_a_module(input_shape, n_classes, width):
     return "a string"
 
 
+def wrong_width(input_shape, n_classes, width):
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], n_classes + 1))
+
+
+def wrong_input(input_shape, n_classes, width):
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0] + 1, n_classes))
+
+
 NOT_CALLABLE = 3
 """
 
@@ -134,6 +142,17 @@ def test_a_factory_that_returns_no_module_is_a_config_error():
         train(cfg(model="byo_models:not_a_module"))
 
 
+@pytest.mark.parametrize("factory, words", [
+    ("wrong_width", "returned outputs of shape (2, 4) for a batch of 2; allowed: a module mapping (batch, 6) to logits (batch, 3)"),
+    ("wrong_input", "failed on a batch of shape (2, "),
+])
+def test_a_factory_whose_module_does_not_give_logits_is_a_one_line_config_error(factory, words):
+    with pytest.raises(ConfigError) as info:
+        train(cfg(model=f"byo_models:{factory}"))
+    msg = str(info.value)
+    assert msg.startswith(f"model: byo_models:{factory} ") and words in msg and "\n" not in msg
+
+
 def test_a_loader_gets_n_samples_and_the_data_folder_and_must_return_a_dataset(tmp_path):
     import byo_data
     ds = load_dataset("byo_data:blobs", n_samples=50, data_dir=tmp_path)
@@ -183,6 +202,14 @@ def test_the_command_finds_a_user_module_in_the_current_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["config"]["model"] == "byo_cli:tiny" and out["epochs_run"] == 1
+    # a module whose logits have the wrong width: one line naming the field, exit 2, no traceback
+    proc = subprocess.run([sys.executable, str(script), "run", "--model", "byo_cli:wrong_width", "--dataset",
+                           "byo_cli:blobs", "--epochs", "1", "--no-cache"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "model: byo_cli:wrong_width returned outputs of shape (2, 4) for a batch of 2; "
+        "allowed: a module mapping (batch, 6) to logits (batch, 3)")
 
 
 def test_the_run_options_state_what_a_factory_and_a_loader_must_be():
