@@ -82,6 +82,21 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
+def population_vs_loop(cfg: RunConfig, repeats: int) -> tuple[dict, float, dict, dict]:
+    """The probe's choice for SEEDS of cfg and the seconds the probe itself took, then the chosen
+    path, all members stacked and a loop of single runs, alternating: (chosen, probe s, median wall
+    s per arm, median training-step s per arm)."""
+    path_choice.CHOSEN_PATHS.clear()  # time the probe itself, then reuse its choice
+    probe_s = _seconds(lambda: path_choice.choose_path(cfg, len(SEEDS)))
+    chosen = path_choice.choose_path(cfg, len(SEEDS))
+    wall, steps = alternate({
+        "chosen": lambda: train_population(cfg, SEEDS),
+        "stacked": lambda: train_population(cfg, SEEDS, path="stacked"),
+        "loop": lambda: [train(cfg.replace(seed=s)) for s in SEEDS],
+    }, repeats)
+    return chosen, probe_s, wall, steps
+
+
 def bench_engine(peak: float, epochs: int, repeats: int) -> None:
     print(f"\n## Engine: MNIST-1D MLP, {len(SEEDS)} seeds, {epochs} epochs, sgemm peak {peak:.1f} GFLOP/s")
     print("| config | single-run steps GFLOP/s | % of peak | bare forward+backward GFLOP/s (% of peak) | chosen path "
@@ -91,14 +106,7 @@ def bench_engine(peak: float, epochs: int, repeats: int) -> None:
         cfg = RunConfig(dataset="mnist1d", model="mlp", width=width, batch_size=bs, lr=0.05, epochs=epochs)
         ds = load_data(cfg)
         flops = step_flops(stage_forward_flops(init_model(cfg, 0, ds.input_shape, ds.n_classes), ds.input_shape), 0)
-        path_choice.CHOSEN_PATHS.clear()  # time the probe itself, then reuse its choice
-        probe_s = _seconds(lambda: path_choice.choose_path(cfg, len(SEEDS)))
-        chosen = path_choice.choose_path(cfg, len(SEEDS))
-        wall, steps = alternate({
-            "chosen": lambda: train_population(cfg, SEEDS),
-            "stacked": lambda: train_population(cfg, SEEDS, path="stacked"),
-            "loop": lambda: [train(cfg.replace(seed=s)) for s in SEEDS],
-        }, repeats)
+        chosen, probe_s, wall, steps = population_vs_loop(cfg, repeats)
         gflops = len(SEEDS) * epochs * len(ds.y_train) * flops / steps["loop"] / 1e9
         bare = bs * flops / bare_step_seconds(cfg, repeats) / 1e9
         path = f"{chosen['kind']}, {chosen['members_per_chunk']} per chunk, {chosen['threads']} thread(s)"
@@ -251,14 +259,7 @@ def bench_batchnorm_population(epochs: int, repeats: int) -> None:
     for model in ["resnet_small", "densenet_small"]:
         cfg = RunConfig(dataset="mnist1d", n_samples=2000, model=model, batch_size=64, lr=0.1, momentum=0.9,
                         epochs=epochs)
-        path_choice.CHOSEN_PATHS.clear()
-        probe_s = _seconds(lambda: path_choice.choose_path(cfg, len(SEEDS)))
-        chosen = path_choice.choose_path(cfg, len(SEEDS))
-        wall, steps = alternate({
-            "chosen": lambda: train_population(cfg, SEEDS),
-            "stacked": lambda: train_population(cfg, SEEDS, path="stacked"),
-            "loop": lambda: [train(cfg.replace(seed=s)) for s in SEEDS],
-        }, repeats)
+        chosen, probe_s, wall, steps = population_vs_loop(cfg, repeats)
         per = " / ".join(f"{1e3 * t:.1f} ms" for t in chosen["probe_s_per_member_step"][str(chosen["threads"])].values())
         print(f"| {model} | {chosen['kind']}, {chosen['members_per_chunk']} per chunk, {chosen['threads']} thread(s) "
               f"| {probe_s:.2f} | {per} "
