@@ -255,9 +255,9 @@ def make_plan(profile: Profile, store, throughput: Throughput | None = None) -> 
 
 
 def _has_bn(cfg, ds) -> bool:
-    """BatchNorm populations are planned as a loop: they may stack (lossscape.strategies), but on
-    CPU stacking measured 0.66-0.85x the loop (benchmarks/bench_speed.py --only batchnorm), so the
-    probe picks the loop there; a GPU's plan is probed (`plan --profile gpu` on the machine)."""
+    """BatchNorm populations are planned as a loop, the conservative estimate: they may stack
+    (lossscape.strategies), but on a loaded CPU at 1 thread stacking measured 0.66-0.85x the loop
+    (benchmarks/bench_speed.py --only batchnorm); the probe decides per machine when they train."""
     with torch.random.fork_rng(devices=[]):
         return has_batchnorm(build_model(cfg.model, ds.input_shape, ds.n_classes, cfg.width))
 
