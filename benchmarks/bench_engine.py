@@ -46,17 +46,17 @@ def _distinct_clocks(runs):
 
 
 class _NoRecording:
-    """Swap the engine's per-member norm for a constant: the step without the recording work."""
+    """Swap the engine's per-tensor update norms for constants: the step without the recording work."""
 
     def __enter__(self):
-        self.real = {cls: cls.sq_norms for cls in (SingleModel, StackedModels)}
-        SingleModel.sq_norms = staticmethod(lambda tensors: torch.zeros(1))
-        StackedModels.sq_norms = staticmethod(lambda tensors: torch.zeros(len(tensors[0])))
+        self.real = {cls: cls.tensor_norms for cls in (SingleModel, StackedModels)}
+        SingleModel.tensor_norms = staticmethod(lambda tensors: torch.zeros(len(tensors)))
+        StackedModels.tensor_norms = staticmethod(lambda tensors: torch.zeros(len(tensors), len(tensors[0])))
         return self
 
     def __exit__(self, *exc):
         for cls, real in self.real.items():
-            cls.sq_norms = staticmethod(real)
+            cls.tensor_norms = staticmethod(real)
 
 
 def main():

@@ -14,9 +14,11 @@ parameters as the module's own tensors, or as tensors with a leading member dime
 population of seeds trains as one stacked model. The SGD step is written out with foreach ops so
 that the per-step update norm is the update itself (computed in the gradient's place), not a
 second flatten-and-copy, and so that stopped members of a population keep their weights exactly
-while the others train on. Models made only of Linear, ReLU and Flatten layers take their
-gradients from lossscape.stacked_mlp's written-out backward, bit-identical to autograd's and
-without its per-node overhead; every other model (and DDP) from autograd.
+while the others train on; where the gradients are written out, parameters and gradients are
+views of two flat buffers and a plain step of all of them is one multiply and one subtract. The
+update's norms per tensor are combined into each step's norm once per epoch. Models made only of Linear, ReLU and Flatten layers take their
+gradients from lossscape.stacked_mlp's written-out backward, autograd's arithmetic (a single
+model's bit for bit) without its per-node overhead; every other model (and DDP) from autograd.
 
 Every member has its own initialization (torch seeded with its seed while the model is built) and
 its own data order (lossscape.data_order), so member s of a population equals a single run of
@@ -27,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -41,9 +43,17 @@ from .data_order import epoch_permutation
 from .models import build_model, init_model, stage_of
 from .run import Run
 from .schedules import batch_size_at, lr_at, snapshot_steps
-from .strategies import SingleModel, StackedModels, cpu_state
+from .strategies import SingleModel, StackedModels, cpu_state, flat_views
 
 EVAL_CHUNK = 4096  # examples per forward pass when a whole split is evaluated
+# A single model's epoch is gathered into its data order at once up to this size (MNIST-1D: 0.5 MB),
+# and its batches are then slices: two index_selects fewer per step, 15 us of a 0.6 ms step at
+# width 256, batch 64 on one CPU thread. Larger training sets (CIFAR-10: 600 MB) gather per step.
+EPOCH_GATHER_BYTES = 64 * 2**20
+# Steps a probe (seconds_per_step) takes untimed before it times a block of them: the first steps
+# after other work find the caches cold. At mlp w256 bs64 on one CPU thread, a single run's first
+# step after a stacked population's took 0.8-1.6 ms, its third 0.54-0.65 ms, as in a running epoch.
+PROBE_WARMUP_STEPS = 2
 # The training loss, in multiples of ln(n_classes), beyond which a run has diverged (see diverged).
 DIVERGENCE_LOSS_FACTOR = 20
 
@@ -167,6 +177,14 @@ class Engine:
                          else SingleModel(models[0], wrap, input_shape=ds.input_shape))
         # written-out gradients where the model allows; DDP's hooks and its loss scaling need autograd
         self.written_out = self.strategy.plan is not None and world == 1 and wrap is None
+        if self.written_out:
+            # the gradients are written into one flat buffer and the parameters are views of
+            # another, so that a plain SGD step of every parameter at one rate (flat_update) is one
+            # multiply and one subtract, not one of each per tensor: the same arithmetic per element
+            self.flat_params = self.strategy.flatten_params()
+            self.flat_grad = torch.empty_like(self.flat_params)
+            self.grad_views = flat_views(self.flat_grad, self.strategy.params)
+        self.flat_update = self.written_out and not cfg.weight_decay and not cfg.momentum
         self.stages = [stage_of(k) for k in self.strategy.names]
         self.n_stages = len(self.strategy.module.stages)
         self.momentum_buf = None
@@ -201,9 +219,24 @@ class Engine:
         return (self.X.index_select(0, flat).view(*idx.shape, *self.X.shape[1:]),
                 self.y.index_select(0, flat).view(idx.shape), size)
 
+    def batches(self, order: Tensor, bs: int) -> Iterator[tuple[Tensor, Tensor, int]]:
+        """batch(order, j, bs) of each step j of the epoch; a single model's epoch is gathered
+        once where it fits (EPOCH_GATHER_BYTES) and sliced: the same rows."""
+        steps = math.ceil(order.shape[-1] / bs)
+        if self.strategy.stacked or self.world > 1 or order.numel() * self.X[0].nbytes > EPOCH_GATHER_BYTES:
+            for j in range(steps):
+                yield self.batch(order, j, bs)
+            return
+        X, y = self.X.index_select(0, order), self.y.index_select(0, order)
+        for j in range(steps):
+            xb = X[j * bs:(j + 1) * bs]
+            yield xb, y[j * bs:(j + 1) * bs], len(xb)
+
     def step(self, xb: Tensor, yb: Tensor, size: int, lrs: list[float], active: Tensor | None) -> Tensor:
         """One SGD step at the stage learning rates `lrs`; members where `active` ([S] bool, None:
-        all) is False keep their weights exactly. Returns each member's squared update norm: [S]."""
+        all) is False keep their weights exactly. Returns the update's norm per tensor and member
+        (strategy.tensor_norms); `_train_epoch` combines the epoch's at its end, one op for all
+        steps instead of two per step (the same sums: tests/test_train.py)."""
         live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
         if self.n_stages and self.cfg.schedule == "freezeout":
             self.strategy.module.frozen_stages = freezeout.frozen_prefix(lrs)
@@ -213,6 +246,10 @@ class Engine:
             d, owned = self._direction(live, plist, grads)
             rates = [lrs[self.stages[i]] for i in live]
             rate = rates[0] if rates.count(rates[0]) == len(rates) else rates  # one scalar: the faster foreach
+            if self.flat_update and active is None and len(live) == len(self.stages) and rate is rates[0]:
+                self.flat_grad.mul_(rate)
+                self.flat_params.sub_(self.flat_grad)
+                return self.strategy.tensor_norms(d)
             if owned:  # a fresh tensor: the update is computed in its place
                 torch._foreach_mul_(d, rate)
                 upd = d
@@ -222,16 +259,16 @@ class Engine:
                 # where, not a multiply by 0: a stopped member's inf update would make its weights NaN
                 upd = [torch.where(active.view(-1, *[1] * (u.dim() - 1)), u, 0.0) for u in upd]
             torch._foreach_sub_(plist, upd)
-            return self.strategy.sq_norms(upd)
+            return self.strategy.tensor_norms(upd)
 
     def _gradients(self, xb: Tensor, yb: Tensor, size: int, live: list[int], plist: list[Tensor]) -> list[Tensor]:
         """The training loss's gradients of the live parameters `plist`: written out where the
-        model allows (lossscape.stacked_mlp, bit-identical to autograd), else by autograd.
+        model allows (lossscape.stacked_mlp: autograd's arithmetic), else by autograd.
         Either way fresh tensors, which the step may overwrite."""
         strategy = self.strategy
         if self.written_out:
             grads = stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[live[0]],
-                                          strategy.stacked)
+                                          strategy.stacked, self.grad_views)
             return [grads[i] for i in live]
         for p in plist:
             p.grad = None
@@ -347,7 +384,7 @@ class Engine:
             step, lr, norms = self._train_epoch(order.to(self.device), bs, epoch, step, total_steps, snap_at)
             timing = {"epoch_time_s": self._clock() - t0}
             with torch.no_grad():
-                self.norms.append(torch.stack(norms).sqrt().cpu())
+                self.norms.append(norms.sqrt().cpu())
                 moved = torch._foreach_sub([p.detach() for p in self.strategy.params], start)
                 dist = self.strategy.sq_norms(moved).sqrt().cpu()
             t1 = time.perf_counter()
@@ -360,9 +397,9 @@ class Engine:
         return self._runs(time.perf_counter() - t_start)
 
     def _train_epoch(self, order: Tensor, bs: int, epoch: int, step: int, total_steps: int,
-                     snap_at: set) -> tuple[int, float, list[Tensor]]:
+                     snap_at: set) -> tuple[int, float, Tensor]:
         """The epoch's steps in `order`; returns the global step count after them, the last step's
-        LR and the steps' squared update norms."""
+        LR and the steps' squared update norms, [steps, S]."""
         steps = math.ceil(len(self.y) / bs)
         # stopped members keep their weights: a per-member mask, the same for the whole epoch
         active = torch.tensor([m.active for m in self.members], device=self.device)
@@ -371,15 +408,19 @@ class Engine:
         # before anything reads a stopped member's state again (its final state, in _runs)
         held = [b.clone() for b in self.strategy.buffers] if active is not None else []
         norms = []
-        for j in range(steps):
+        for j, (xb, yb, size) in enumerate(self.batches(order, bs)):
             lrs = self.stage_lrs(step, total_steps, epoch + j / steps)
-            norms.append(self.step(*self.batch(order, j, bs), lrs, active))
+            norms.append(self.step(xb, yb, size, lrs, active))
             step += 1
             if step in snap_at:
                 self.take_snapshots(step)
         for b, h in zip(self.strategy.buffers, held):
             b.copy_(torch.where(active.view(-1, *[1] * (b.dim() - 1)), b, h))
-        return step, lrs[-1] if lrs else self.cfg.lr, norms
+        if all(n.shape == norms[0].shape for n in norms):
+            sq_norms = self.strategy.combine(torch.stack(norms))
+        else:  # FreezeOut's later steps update fewer tensors
+            sq_norms = torch.stack([self.strategy.combine(n) for n in norms])
+        return step, lrs[-1] if lrs else self.cfg.lr, sq_norms
 
     def _runs(self, total_time: float) -> list[Run]:
         S = len(self.members)
@@ -403,19 +444,24 @@ class Engine:
         return [lr_at(self.cfg, step, total_steps, epoch_f)] * self.n_stages
 
     def seconds_per_step(self, steps: int) -> float:
-        """The fastest of `steps` timed training steps on epoch 0's first batches (the probe of
-        lossscape.path_choice). The steps move this engine's weights: probe engines are thrown away."""
+        """Seconds per step of `steps` consecutive training steps on epoch 0's batches, taken as an
+        epoch takes them (`batches`) after PROBE_WARMUP_STEPS untimed ones: the probe of
+        lossscape.path_choice. The steps move this engine's weights: probe engines are thrown away."""
         n = len(self.y)
         bs = batch_size_at(self.cfg, 0, n)
         order = self.strategy.members(torch.stack([epoch_permutation(s, 0, n) for s in self.seeds]).to(self.device))
         lrs = self.stage_lrs(0, 1, 0.0)
-        fastest = math.inf
-        for j in range(steps):
-            start = (j * bs) % max(1, n - bs + 1)
-            t0 = self._clock()
-            self.step(*self.batch(order[..., start:], 0, bs), lrs, None)
-            fastest = min(fastest, self._clock() - t0)
-        return fastest
+
+        def epochs():  # as many as the steps need: a full-batch epoch is one step
+            while True:
+                yield from self.batches(order, bs)
+        batches = epochs()
+        for _ in range(PROBE_WARMUP_STEPS):
+            self.step(*next(batches), lrs, None)
+        t0 = self._clock()
+        for _ in range(steps):
+            self.step(*next(batches), lrs, None)
+        return (self._clock() - t0) / steps
 
     def _clock(self) -> float:
         """perf_counter after the device's queued work is done."""

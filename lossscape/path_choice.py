@@ -6,8 +6,8 @@ a step is (a population of 8 was 1.7-1.95x the loop at mlp w64 bs16 but 0.79-1.0
 bs64 on one CPU thread of one machine) and on the device, and whether more threads pay depends on
 the step's size and on what else the machine runs. The probe times training steps of a single run
 and of stacked chunks of half and all the members, at one thread and at the caller's thread count
-(and half of it, from 4 up), round-robin, and takes the fastest of each candidate's steps (the
-machine may be shared). Within a chunk size, more threads must beat fewer by THREAD_MARGIN; then
+(and half of it, from 4 up), in blocks of consecutive steps taken as an epoch takes them,
+round-robin, and takes the fastest of each candidate's blocks (the machine may be shared). Within a chunk size, more threads must beat fewer by THREAD_MARGIN; then
 the stacked chunk with the least time per member-step must beat the loop's by STACK_MARGIN, so a
 population is not planned slower than the loop.
 
@@ -33,7 +33,9 @@ from .data import load_data
 from .engine import Engine
 from .schedules import batch_size_at
 
-PROBE_STEPS, PROBE_ROUNDS = 3, 3
+# Each candidate times blocks of PROBE_STEPS consecutive steps (Engine.seconds_per_step), round-robin
+# with the others, PROBE_ROUNDS times; its fastest block counts.
+PROBE_STEPS, PROBE_ROUNDS = 4, 3
 # Stacking must beat the loop by this factor per member-step to be chosen: where it pays it pays
 # 1.3-3x, and where the two were within noise on a shared machine the probe picked either, so a
 # close call goes to the loop (which is also exact).

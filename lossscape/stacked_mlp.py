@@ -14,9 +14,10 @@ makes for them, in the same order and on operands of the same layouts: log_softm
 (the engine's mean cross-entropy per member, summed over members), relu's threshold_backward,
 and for each Linear the mm (bmm) products of derivatives.yaml's addmm (baddbmm) formulas, with
 the bias gradient summed over the batch as autograd's sum_to does; only a stacked weight's
-gradient is taken untransposed (`_weight_grad`). The gradients are therefore bit-identical to
-autograd's (tests/test_stacked_mlp.py checks torch.equal), and a single run trains exactly as
-before, but no graph is recorded and no autograd engine runs: a step of a single mlp took 0.47 ms
+gradient is taken untransposed (`_weight_grad`). A single model's gradients are therefore
+bit-identical to autograd's (tests/test_stacked_mlp.py checks torch.equal), and a single run
+trains exactly as before; stacked members' are the same sums, in an order that may differ in the
+last bit (see `_weight_grad`). No graph is recorded and no autograd engine runs: a step of a single mlp took 0.47 ms
 against 0.84 ms at width 256, batch 64, and 0.06 ms against 0.21 ms at width 64, batch 16 (one
 CPU thread, fastest of 15 alternating blocks).
 
@@ -34,6 +35,10 @@ from torch import Tensor, nn
 
 SUPPORTED = (nn.Linear, nn.ReLU, nn.Flatten, nn.Sequential)
 _MEAN, _NONE, _IGNORE = 1, 0, -100  # nll_loss's reduction codes and F.cross_entropy's ignore_index
+# ATen ops with no torch.* binding, as overloads: called through the packet (torch.ops.aten.x) each
+# resolves its overload again, 1-2 us per call in steps of a few hundred
+_nll_loss_backward = torch.ops.aten.nll_loss_backward.default
+_threshold_backward = torch.ops.aten.threshold_backward.grad_input
 
 
 @dataclass(frozen=True)
@@ -82,18 +87,23 @@ def forward(plan: list[Layer], params: list[Tensor], x: Tensor, frozen: int = 0)
 
 
 def gradients(plan: list[Layer], params: list[Tensor], x: Tensor, y: Tensor, first_stage: int,
-              stacked: bool) -> dict[int, Tensor]:
+              stacked: bool, out: list[Tensor] | None = None) -> dict[int, Tensor]:
     """Parameter position -> gradient of the training loss, for the parameters of stages
     first_stage onwards (the earlier ones are frozen): as autograd computes it, bit for bit.
 
     The loss is the mean cross-entropy over the batch: x [B, ...], y [B] for one model; for
     stacked members (x [S, B, ...], y [S, B]) each member's mean, summed over the members.
+    out: tensors shaped as params to write the gradients into (the engine's flat gradient buffer,
+    so that its SGD update is one multiply and one subtract); fresh tensors where None.
     """
     with torch.no_grad():
         inputs = []  # each layer's input; a ReLU's output replaces it (relu's backward reads it)
-        for layer in plan:
+        for k, layer in enumerate(plan):
             inputs.append(x)
-            x = _apply(layer, params, x, stacked)
+            if layer.kind == "relu" and k and plan[k - 1].kind == "linear":
+                x = x.relu_()  # the Linear's own output, which nothing else reads: no new tensor
+            else:
+                x = _apply(layer, params, x, stacked)
             if layer.kind == "relu":
                 inputs[-1] = x
         g = _logits_grad(x, y, stacked)
@@ -101,15 +111,17 @@ def gradients(plan: list[Layer], params: list[Tensor], x: Tensor, y: Tensor, fir
         grads = {}
         for k in range(len(plan) - 1, lowest - 1, -1):
             layer, a = plan[k], inputs[k]
-            if layer.kind == "relu":
-                g = torch.ops.aten.threshold_backward(g, a, 0)
+            if layer.kind == "relu":  # g is this step's own tensor: overwritten in place
+                g = _threshold_backward(g, a, 0, grad_input=g)
             elif layer.kind == "flatten":
                 g = g.reshape(a.shape)
             else:
                 w = params[layer.weight]
-                grads[layer.weight] = _weight_grad(g, a, stacked)
+                grads[layer.weight] = _weight_grad(g, a, stacked, out[layer.weight] if out else None)
                 if layer.bias is not None:  # autograd's sum_to of the broadcast bias
-                    grads[layer.bias] = g.sum([-2], True).view(params[layer.bias].shape)
+                    b = out[layer.bias] if out else torch.empty_like(params[layer.bias])
+                    torch.sum(g, [-2], True, out=b.unsqueeze(-2))
+                    grads[layer.bias] = b
                 if k > lowest:
                     g = g.bmm(w) if stacked else _input_grad(g, w, a)
         return grads
@@ -131,15 +143,14 @@ def _apply(layer: Layer, params: list[Tensor], x: Tensor, stacked: bool) -> Tens
 def _logits_grad(logits: Tensor, y: Tensor, stacked: bool) -> Tensor:
     """Gradient of the loss w.r.t. the logits: nll_loss's and log_softmax's backward, with the
     incoming gradient autograd starts from (1, and each member's 1 / B through its mean)."""
-    aten = torch.ops.aten
     incoming, total = _loss_constants(tuple(y.shape), logits.dtype, logits.device)
     if not stacked:
         logp = torch.log_softmax(logits, 1)
-        g = aten.nll_loss_backward(incoming, logp, y, None, _MEAN, _IGNORE, total)
-        return aten._log_softmax_backward_data(g, logp, 1, logp.dtype)
+        g = _nll_loss_backward(incoming, logp, y, None, _MEAN, _IGNORE, total)
+        return torch._log_softmax_backward_data(g, logp, 1, logp.dtype)
     logp = torch.log_softmax(logits.flatten(0, 1), 1)
-    g = aten.nll_loss_backward(incoming, logp, y.flatten(), None, _NONE, _IGNORE, total)
-    return aten._log_softmax_backward_data(g, logp, 1, logp.dtype).view(logits.shape)
+    g = _nll_loss_backward(incoming, logp, y.flatten(), None, _NONE, _IGNORE, total)
+    return torch._log_softmax_backward_data(g, logp, 1, logp.dtype).view(logits.shape)
 
 
 @functools.lru_cache(maxsize=64)
@@ -154,15 +165,19 @@ def _loss_constants(labels_shape: tuple, dtype: torch.dtype, device: torch.devic
     return one.div(B).expand(S * B).contiguous(), torch.zeros((), dtype=dtype, device=device)
 
 
-def _weight_grad(g: Tensor, a: Tensor, stacked: bool) -> Tensor:
+def _weight_grad(g: Tensor, a: Tensor, stacked: bool, out: Tensor | None) -> Tensor:
     """W's gradient from the layer's output gradient g and input a, grad.t().mm(mat1) as addmm's
-    mat2 (W.t(), column-major) takes it, per member where stacked. Autograd's baddbmm computes
-    the transpose, batch1.transpose(1, 2).bmm(grad), and copies it into W's layout: the same
-    dot products over the batch, which MKL sums in the same order either way (torch.equal on
-    every shape tested), without the transposing copy (30 us at w64 bs16, 8 members; 1.1 ms at w256)."""
+    mat2 (W.t(), column-major) takes it, per member where stacked; into `out` where given.
+
+    Stacked, autograd's baddbmm computes the transpose, batch1.transpose(1, 2).bmm(grad), and
+    copies it into W's layout: the same dot products over the batch, without the transposing copy
+    (30 us at w64 bs16, 8 members; 1.1 ms at w256). MKL does not always sum them in the same order:
+    on an AVX-512 CPU the two differ in the last bit at [3, 9] x [9, 18] and at 8 members of
+    [64] x [64, 10], and agree at the cpu profile's other shapes. The stacked test therefore
+    checks rounding-level agreement, the single one bit identity."""
     if stacked:
-        return g.transpose(1, 2).bmm(a)
-    return g.t().mm(a)
+        return torch.bmm(g.transpose(1, 2), a, out=out)
+    return torch.mm(g.t(), a, out=out)
 
 
 def _input_grad(g: Tensor, w: Tensor, a: Tensor) -> Tensor:

@@ -31,6 +31,17 @@ from torch.func import functional_call, stack_module_state, vmap
 from . import stacked_mlp
 
 
+def flat_views(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    """Consecutive views of the 1-D `flat`, shaped as the tensors `like`."""
+    return [v.view(t.shape) for v, t in zip(flat.split([t.numel() for t in like]), like)]
+
+
+def _flattened(tensors: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """One 1-D buffer holding `tensors` in order, and its views shaped as them."""
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    return flat, flat_views(flat, tensors)
+
+
 def cpu_state(model: nn.Module) -> dict[str, Tensor]:
     """The module's weights and buffers as a CPU state dict."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -49,6 +60,13 @@ class SingleModel:
         self.buffers = list(model.buffers())
         self.forward_module = wrap(model) if wrap else model
         self.plan = stacked_mlp.layers(model, input_shape)  # for written-out gradients
+
+    def flatten_params(self) -> Tensor:
+        """Make the parameters views of one flat buffer, which is returned; values unchanged."""
+        flat, views = _flattened(self.params)
+        for p, v in zip(self.params, views):
+            p.data = v
+        return flat
 
     @staticmethod
     def members(per_member: Tensor) -> Tensor:
@@ -69,9 +87,20 @@ class SingleModel:
         return F.cross_entropy(logits, y).reshape(1)
 
     @staticmethod
-    def sq_norms(tensors: list[Tensor]) -> Tensor:
-        """Squared norm of a list of tensors, as [1]: one fused foreach norm, no concatenated copy."""
-        return torch.stack(torch._foreach_norm(tensors)).square().sum().reshape(1)
+    def tensor_norms(tensors: list[Tensor]) -> Tensor:
+        """The norm of each tensor: [T]; one fused foreach norm, no concatenated copy."""
+        return torch.stack(torch._foreach_norm(tensors))
+
+    @staticmethod
+    def combine(norms: Tensor) -> Tensor:
+        """Tensor norms [..., T] (tensor_norms, or a stack of them) -> squared norm of them all,
+        per member: [..., 1]."""
+        return norms.square().sum(-1, keepdim=True)
+
+    @classmethod
+    def sq_norms(cls, tensors: list[Tensor]) -> Tensor:
+        """Squared norm of a list of tensors, per member: [1]."""
+        return cls.combine(cls.tensor_norms(tensors))
 
     def state(self, m: int) -> dict[str, Tensor]:
         """The member's weights and buffers as a CPU state dict."""
@@ -107,6 +136,13 @@ class StackedModels:
         # no vmap needed (lossscape.stacked_mlp)
         self.plan = stacked_mlp.layers(self.module, input_shape)
 
+    def flatten_params(self) -> Tensor:
+        """Make the stacked parameters views of one flat buffer (each [S, ...] block contiguous, as
+        before), which is returned; values unchanged."""
+        flat, views = _flattened(self.params)
+        self.params = [v.requires_grad_(True) for v in views]
+        return flat
+
     @staticmethod
     def members(per_member: Tensor) -> Tensor:
         """Per-member data as this strategy consumes it: all of it, member dimension first."""
@@ -139,9 +175,20 @@ class StackedModels:
         return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(S, B).mean(1)
 
     @staticmethod
-    def sq_norms(tensors: list[Tensor]) -> Tensor:
-        """Squared norm per member of stacked tensors: [S]; one reduction kernel per tensor."""
-        return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors]).square().sum(0)
+    def tensor_norms(tensors: list[Tensor]) -> Tensor:
+        """Each member's norm of each stacked tensor: [T, S]; one reduction kernel per tensor."""
+        return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors])
+
+    @staticmethod
+    def combine(norms: Tensor) -> Tensor:
+        """Tensor norms [..., T, S] (tensor_norms, or a stack of them) -> squared norm of them all,
+        per member: [..., S]."""
+        return norms.square().sum(-2)
+
+    @classmethod
+    def sq_norms(cls, tensors: list[Tensor]) -> Tensor:
+        """Squared norm per member of stacked tensors: [S]."""
+        return cls.combine(cls.tensor_norms(tensors))
 
     def state(self, m: int) -> dict[str, Tensor]:
         """Member m's weights and buffers as a CPU state dict, in its module's state_dict order."""

@@ -133,3 +133,18 @@ def test_thread_candidates():
             assert path_choice.thread_counts() == expected
     finally:
         torch.set_num_threads(caller)
+
+
+@pytest.mark.parametrize("batch_size, stacked", [(32, False), (32, True), (320, False)])  # 320: one step per epoch
+def test_probe_times_a_block_of_steps_after_its_warmup(monkeypatch, batch_size, stacked):
+    """seconds_per_step takes PROBE_WARMUP_STEPS untimed steps, then times `steps` more, on the
+    batches an epoch takes (a short epoch repeats), and gives their mean."""
+    from lossscape import engine as engine_module
+    engine = Engine(CFG.replace(batch_size=batch_size), SEEDS if stacked else [0], stacked=stacked)
+    sizes, clock = [], iter(range(100))
+    real_step = Engine.step
+    monkeypatch.setattr(Engine, "step", lambda self, xb, yb, size, lrs, active: (sizes.append(size), real_step(self, xb, yb, size, lrs, active)))
+    monkeypatch.setattr(Engine, "_clock", lambda self: float(next(clock)))
+    assert engine.seconds_per_step(5) == 1 / 5  # the clock ticks once before the block and once after
+    assert len(sizes) == engine_module.PROBE_WARMUP_STEPS + 5
+    assert set(sizes) == {batch_size}

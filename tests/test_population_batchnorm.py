@@ -1,16 +1,20 @@
 """BatchNorm models trained as a stacked population (lossscape.strategies.StackedModels) against
 their single runs: weights, running statistics, history, snapshots, FreezeOut and stopped members.
 
-Tolerance: a member equals its single run to rtol 1e-4, atol 1e-5 on every tensor of its state,
-1e-5 relative on losses. Stacking computes the same sums in another order (vmap runs a member's
-convolutions as one grouped convolution and its BatchNorm through a batching rule), so float32
-rounding (~6e-8 relative per op) drifts: over these runs' 20-40 steps the largest difference
-measured was 0.03 of the tolerance. Rounding can matter more than that: where a ReLU's input lies
-within rounding of zero (5.8e-8 in resnet_small seed 1 at step 9 with momentum 0.5, 2e-9 in
-densenet_small seed 0 at step 14 with momentum 0.9), the two computations take different sides of
-the kink, and from that step on the runs part like any two runs given a perturbation of that
-size. The configurations below were checked to meet no such input over their steps; they are not
-a limit of the method. num_batches_tracked counts steps and must match exactly.
+In float64, to a tolerance of rtol 1e-9, atol 1e-12 on every tensor of a member's state and 1e-9
+relative on its losses and update norms. Stacking computes the same sums in another order (vmap
+runs a member's convolutions as one grouped convolution and its BatchNorm through a batching rule),
+so the two runs differ by rounding; the largest difference measured here was 3e-5 of that
+tolerance. A mistake in the batching (statistics shared between members, a member normalized with
+another's) differs by 1e-2 and more.
+
+Why float64: where a ReLU's input lies within float32 rounding of zero the two computations can
+take different sides of the kink, and from that step on the runs part like any two runs given a
+perturbation of that size. Which steps meet such an input depends on the CPU's kernels: on one
+machine none of the configurations below did, on an AVX-512 EPYC resnet_small seed 0 and
+densenet_small seed 1 did within their first epoch (150-1,250 times the float32 tolerance of rtol
+1e-4, atol 1e-5 after 1-3 epochs). In float64 such an input would have to lie within 1e-16 of zero.
+num_batches_tracked counts steps and must match exactly.
 """
 
 import numpy as np
@@ -30,14 +34,14 @@ EPOCHS = {"resnet_small": 3, "densenet_small": 2}
 
 def cfg(model, **kw):
     return RunConfig(**{**dict(dataset="mnist1d", n_samples=500, model=model, width=4, batch_size=32, lr=0.05,
-                               epochs=EPOCHS[model]), **kw})
+                               epochs=EPOCHS[model], dtype="float64"), **kw})
 
 
 def assert_states_match(member: dict, single: dict) -> None:
     assert list(member) == list(single)  # the same keys, in the module's state_dict order
     for k, v in single.items():
         if v.is_floating_point():
-            torch.testing.assert_close(member[k], v, rtol=1e-4, atol=1e-5, msg=k)
+            torch.testing.assert_close(member[k], v, rtol=1e-9, atol=1e-12, msg=k)
         else:
             assert torch.equal(member[k], v), k
 
@@ -54,13 +58,13 @@ def test_batchnorm_members_equal_single_runs(model):
         assert any("running_var" in k for k in member.final_state)
         assert all(torch.equal(member.initial_state[k], v) for k, v in single.initial_state.items())
         assert_states_match(member.final_state, single.final_state)
-        np.testing.assert_allclose(member.update_norms, single.update_norms, rtol=1e-4)
+        np.testing.assert_allclose(member.update_norms, single.update_norms, rtol=1e-9)
         for hm, hs in zip(member.history, single.history, strict=True):
             assert hm.keys() == hs.keys()  # the same splits evaluated at the same epochs
             for split in ("train", "val", "test"):
                 if f"{split}_loss" not in hs:
                     continue
-                assert hm[f"{split}_loss"] == pytest.approx(hs[f"{split}_loss"], rel=1e-5)
+                assert hm[f"{split}_loss"] == pytest.approx(hs[f"{split}_loss"], rel=1e-9)
                 assert hm[f"{split}_acc"] == pytest.approx(hs[f"{split}_acc"], abs=1 / 80 + 1e-9)
 
 
@@ -69,7 +73,7 @@ def test_a_member_evaluates_on_its_own_running_statistics(monkeypatch, pass_exam
     """Oracle: the member's final state loaded into a plain module in eval mode. 64
     member-examples per pass: the 80 validation examples in passes of 21 per member."""
     monkeypatch.setattr(strategies, "EVAL_MEMBER_EXAMPLES", pass_examples)
-    c = cfg("resnet_small")
+    c = cfg("resnet_small", dtype="float32")  # the engine's own evaluation, in the dtype runs use
     ds = load_data(c)
     for member in train_population(c, SEEDS, path="stacked"):
         model = member.model()  # eval mode: BatchNorm normalizes with the running statistics

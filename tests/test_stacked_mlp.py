@@ -1,5 +1,7 @@
 """The written-out stacked forward against vmap(functional_call), the engine's general path, and the
-written-out gradients against autograd's, bit for bit."""
+written-out gradients against autograd's: a single model's bit for bit, stacked members' to rounding."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,6 +10,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from lossscape import stacked_mlp
 from lossscape.models import StagedNet, build_model
+from lossscape.strategies import flat_views
 
 
 @pytest.mark.parametrize("input_shape", [(40,), (2, 4, 5)])  # Flatten must skip the member dimension
@@ -50,25 +53,32 @@ def _deep(input_shape, n_classes, width):
 @pytest.mark.parametrize("batch", [1, 5, 64])
 @pytest.mark.parametrize("frozen", [0, 1, 2])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_single_model_gradients_equal_autograd_bit_for_bit(batch, frozen, dtype):
-    """Reference: autograd through the module itself, on the engine's loss (mean cross-entropy)."""
+@pytest.mark.parametrize("into_buffer", [False, True])
+def test_single_model_gradients_equal_autograd_bit_for_bit(batch, frozen, dtype, into_buffer):
+    """Reference: autograd through the module itself, on the engine's loss (mean cross-entropy);
+    into_buffer: written into views of one flat buffer, as the engine has them."""
     torch.manual_seed(batch + frozen)
     model = build_model("mlp", (40,), 10, 24).to(dtype)
     x, y = torch.randn(batch, 40, dtype=dtype), torch.randint(0, 10, (batch,))
     params = list(model.parameters())
     model.frozen_stages = frozen
     F.cross_entropy(model(x), y).reshape(1).sum().backward()
-    mine = stacked_mlp.gradients(stacked_mlp.layers(model, (40,)), params, x, y, frozen, stacked=False)
+    out = flat_views(torch.full((sum(p.numel() for p in params),), math.nan, dtype=dtype), params) if into_buffer else None
+    mine = stacked_mlp.gradients(stacked_mlp.layers(model, (40,)), params, x, y, frozen, stacked=False, out=out)
     trained = [i for i, (k, _) in enumerate(model.named_parameters()) if int(k.split(".")[1]) >= frozen]
     assert sorted(mine) == trained
     for i in trained:
         assert torch.equal(mine[i], params[i].grad), i
+        if into_buffer:
+            assert mine[i] is out[i]
 
 
 @pytest.mark.parametrize("frozen", [0, 2])
-def test_stacked_gradients_equal_autograd_bit_for_bit(frozen):
+def test_stacked_gradients_equal_autograd(frozen):
     """Reference: autograd through the stacked forward, on the engine's loss (each member's mean
-    cross-entropy, summed); a model with nested stages, bias-free layers and a 2-D input."""
+    cross-entropy, summed); a model with nested stages, bias-free layers and a 2-D input. Equal up
+    to the order MKL sums a weight gradient's products in, which differs between batch1^T grad
+    and (grad^T batch1)^T on some CPUs (stacked_mlp._weight_grad): rounding, not a wrong term."""
     torch.manual_seed(1)
     members = [_deep((3, 6), 4, 8) for _ in range(3)]
     stacked, _ = stack_module_state(members)
@@ -81,7 +91,7 @@ def test_stacked_gradients_equal_autograd_bit_for_bit(frozen):
     stages = [int(k.split(".")[1]) for k in stacked]
     assert sorted(mine) == [i for i, s in enumerate(stages) if s >= frozen]
     for i in mine:
-        assert torch.equal(mine[i], params[i].grad), i
+        torch.testing.assert_close(mine[i], params[i].grad, rtol=1e-6, atol=1e-7, msg=str(i))
 
 
 @pytest.mark.parametrize("model, input_shape, supported", [
