@@ -114,11 +114,14 @@ def test_direction_with_wrong_keys_is_refused():
 
 
 
+# the clock's readings: three single-point passes (PROBE_FIRST_PASSES), then a pass of 4 and one of 16
 @pytest.mark.parametrize("clock, passes", [
-    ([0, 1, 0, 400, 0, 1600], 3 + 9),  # 1 point per pass is fastest: the 9 points after the probe take 9
-    ([0, 10, 0, 4, 0, 160], 3 + 3),  # 4 per pass: 4 + 4 + 1
-    ([0, 10, 0, 40, 0, 16], 3 + 1),  # 16 per pass: one
-    ([0, 10, 0, 38, 0, 160], 3 + 9),  # 4 per pass is faster, but within PROBE_MARGIN of the first
+    ([0, 1, 0, 1, 0, 1, 0, 400], 4 + 23),  # 1 point per pass is fastest: 16 per pass is not tried, 23 points remain
+    ([0, 10, 0, 10, 0, 10, 0, 4, 0, 160], 5 + 2),  # 4 per pass: 4 + 3
+    ([0, 10, 0, 10, 0, 10, 0, 36, 0, 16], 5 + 1),  # 16 per pass: one
+    ([0, 10, 0, 10, 0, 10, 0, 38, 0, 160], 5 + 7),  # 4 per pass is faster, but within PROBE_MARGIN of the first
+    ([0, 100, 0, 10, 0, 10, 0, 38, 0, 160], 5 + 7),  # a slow first pass alone does not make 4 per pass win
+    ([0, 10, 0, 10, 0, 10, 0, 8, 0, 160], 5 + 2),  # 16 per pass lost to 4: 4 + 3
 ])
 def test_probe_picks_the_fastest_points_per_pass_and_keeps_its_points(monkeypatch, clock, passes):
     from lossscape.geometry import _functional
@@ -128,7 +131,7 @@ def test_probe_picks_the_fastest_points_per_pass_and_keeps_its_points(monkeypatc
     counted = CountingForward(model)
     X, y = data(model)
     dx, dy = g.filter_normalized_direction(counted, seed=4), g.filter_normalized_direction(counted, seed=5)
-    xs, ys = np.linspace(-1, 1, 6), np.linspace(-0.5, 0.5, 5)  # 30 points: 1 + 4 + 16 probe, 9 after
+    xs, ys = np.linspace(-1, 1, 6), np.linspace(-0.5, 0.5, 5)  # 30 points: 3 x 1 + 4 + 16 probe, 7 after
     Z = g.loss_surface_2d(counted, X, y, dx, dy, xs, ys)
     assert counted.calls == passes
     expected = [[loss_by_hand(counted, X, y, [(a, dx), (b, dy)]) for a in xs] for b in ys]

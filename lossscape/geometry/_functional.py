@@ -7,6 +7,7 @@ metric changes is the train/eval flag, which `evaluating` restores.
 """
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
@@ -34,6 +35,12 @@ PROBE_POINTS = {"cpu": (1, 4, 16), "cuda": (16, 64, 256)}
 # A larger pass must beat the first candidate by this factor: single timings on a shared machine
 # are noisy, and on CPU the first (one plain pass per point) is the baseline to beat.
 PROBE_MARGIN = 0.9
+# The first candidate is timed on this many consecutive passes and its fastest counts: the call's
+# first pass finds the data and weights out of cache, and single timings on a shared machine
+# scattered by +-30%. With one timed pass the CPU probe chose 16 points per pass for the benchmark
+# surface (benchmarks/bench_speed.py), 1.15x the time of the plain loop, where one point per pass
+# took 1.06x; the fastest single passes of the two ways were equal (9.65 vs 9.64 ms).
+PROBE_FIRST_PASSES = 3
 MAX_POINT_EXAMPLES = {"cpu": 2**12, "cuda": 2**16}
 
 
@@ -234,16 +241,22 @@ def _shifted(base: dict[str, Tensor], dirs: dict[str, Tensor], c: Tensor) -> dic
 
 def _probe_points(passes: _PointPasses, coeffs: Tensor) -> tuple[int, list[tuple[Tensor, Tensor]]]:
     """The points per pass for the rest of a call, and the results of the first points: each
-    PROBE_POINTS candidate times its own next points, and must beat the first by PROBE_MARGIN."""
+    PROBE_POINTS candidate times its own next points (the first on PROBE_FIRST_PASSES passes, its
+    fastest counting), and must beat the first by PROBE_MARGIN; a candidate no faster than the
+    best before it ends the probe."""
     seconds_per_point, done, start = {}, [], 0
-    for candidate in PROBE_POINTS.get(passes.device.type, PROBE_POINTS["cpu"]):
+    candidates = PROBE_POINTS.get(passes.device.type, PROBE_POINTS["cpu"])
+    for candidate in [candidates[0]] * PROBE_FIRST_PASSES + list(candidates[1:]):
         c = coeffs[start:start + candidate]
         if len(c) < candidate:
             break
         t0 = _synced_clock(passes.device)
         done.append(passes(c))
-        seconds_per_point[candidate] = (_synced_clock(passes.device) - t0) / candidate
+        seconds = (_synced_clock(passes.device) - t0) / candidate
         start += candidate
+        if candidate != candidates[0] and seconds >= min(seconds_per_point.values()):
+            break  # larger passes than one that lost stack more: not tried (they cost 1.25x per point here)
+        seconds_per_point[candidate] = min(seconds, seconds_per_point.get(candidate, math.inf))
     points = min(seconds_per_point, key=seconds_per_point.get, default=1)
     first = next(iter(seconds_per_point), 1)
     if points != first and not seconds_per_point[points] < PROBE_MARGIN * seconds_per_point[first]:
