@@ -2,8 +2,12 @@
 
     .venv/bin/python benchmarks/bench_engine.py [--epochs 2] [--repeats 3] [--device cuda]
 
-1. A population of 8 seeds trained as one stacked model vs the same 8 seeds trained one after the
-   other (mnist1d, mlp width 256, bs 64): target >= 3x faster.
+1. A population of 8 seeds trained on the path train_population chooses vs the same 8 seeds
+   trained one after the other (mnist1d, mlp width 256, bs 64 unless given): target >= 3x faster
+   where steps are overhead-bound. With --device cuda the loop is also timed on the CPU: issue 11
+   asks a GPU for >= 10x on 8 seeds of the cpu profile's MLP (--width 128, as benchmarks/gpu_check.sh
+   runs it), and a population of 8 on one device can be at most about 8x its own loop (a stacked
+   step costs at least one single step), so the 10x is read against the CPU's loop.
 2. The cost of recording (per-step update norms, per-epoch distances) relative to the same
    training with the recording reduced to a constant: target < 20% overhead. Measured on the
    training steps (the runs' epoch_time_s, which leaves out the per-epoch evaluation both arms
@@ -74,14 +78,22 @@ def main():
     print(f"mlp width {a.width}, bs {a.batch_size}, {a.device}; torch {torch.__version__}, {torch.get_num_threads()} threads, {a.epochs} epochs, "
           f"median of {a.repeats} alternating repeats after a warm-up")
 
-    pop, _ = alternate({
-        "population (8 seeds, stacked)": lambda: train_population(cfg, seeds),
+    arms = {
+        "population (8 seeds, chosen path)": lambda: train_population(cfg, seeds),
         "8 sequential single runs": lambda: [train(cfg.replace(seed=s)) for s in seeds],
-    }, a.repeats)
-    (p_name, p), (s_name, s) = pop.items()
+    }
+    if a.device == "cuda":
+        cpu = cfg.replace(device="cpu")
+        arms["8 sequential single runs, cpu"] = lambda: [train(cpu.replace(seed=s)) for s in seeds]
+    pop, _ = alternate(arms, a.repeats)
     print(f"\n{'arm':<34}{'median s':>10}")
-    print(f"{p_name:<34}{p:>10.2f}\n{s_name:<34}{s:>10.2f}")
-    print(f"speed-up of the population: {s / p:.2f}x (target >= 3x)")
+    for name, t in pop.items():
+        print(f"{name:<34}{t:>10.2f}")
+    (p_name, p), (s_name, s) = list(pop.items())[:2]
+    print(f"speed-up of the population: {s / p:.2f}x the loop on {a.device} (target >= 3x where steps are overhead-bound)")
+    if a.device == "cuda":
+        print(f"speed-up of the population on cuda: {pop['8 sequential single runs, cpu'] / p:.2f}x the loop on cpu "
+              f"(target >= 10x for the cpu profile's MLP)")
 
     def bare_single():
         with _NoRecording():

@@ -3,7 +3,8 @@
 # repository root; PYTHON=... to choose the interpreter, which needs torch with CUDA and the
 # project's dependencies; nothing is downloaded):
 #   1. the smoke profile's claims on cuda, from an empty cache (the harness end to end on a GPU);
-#   2. the population speed-up (benchmarks/bench_engine.py) on cuda;
+#   2. the population speed-up (benchmarks/bench_engine.py) on cuda, 8 seeds of the cpu profile's MLP
+#      (width 128, batch 64), against the loop on cuda and on this machine's CPU;
 #   3. the Hessian-vector-product and loss-surface benchmarks (benchmarks/bench_geometry.py) on cuda;
 #   4. `lossscape plan --profile gpu` with this GPU probed (the plan's real figures, not the
 #      nominal ones), then a 5-minute slice of the gpu profile: the budget and timing grids of
@@ -31,7 +32,7 @@ step() {  # step NAME LIMIT_S COMMAND...: run it under a time limit, print its w
 
 step "smoke claims on cuda" 150 "$PY" -m pytest claims --profile smoke --device cuda --report-only -q \
   -p no:cacheprovider --cache-dir "$work/smoke" --report-dir "$work/smoke-report"
-step "population speed-up" 60 "$PY" benchmarks/bench_engine.py --device cuda --epochs 2 --repeats 2
+step "population speed-up, the cpu profile's MLP" 60 "$PY" benchmarks/bench_engine.py --device cuda --width 128 --epochs 2 --repeats 2
 step "HVP and surface benchmarks" 90 "$PY" benchmarks/bench_geometry.py --device cuda --grid 21
 step "plan of the gpu profile, probed" 60 "$PY" -m lossscape.cli plan --profile gpu --cache-dir "$work/gpu"
 # The slice: its plan first (the cached column is 0 here), then the claims that use those grids.
