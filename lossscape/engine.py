@@ -15,10 +15,11 @@ population of seeds trains as one stacked model. The SGD step is written out wit
 that the per-step update norm is the update itself (computed in the gradient's place), not a
 second flatten-and-copy, and so that stopped members of a population keep their weights exactly
 while the others train on; where the gradients are written out, parameters and gradients are
-views of two flat buffers and a plain step of all of them is one multiply and one subtract. The
-update's norms per tensor are combined into each step's norm once per epoch. Models made only of Linear, ReLU and Flatten layers take their
-gradients from lossscape.stacked_mlp's written-out backward, autograd's arithmetic (a single
-model's bit for bit) without its per-node overhead; every other model (and DDP) from autograd.
+views of two flat buffers and a plain step of all of them is one multiply and one subtract. Each
+step's update norms per tensor are combined into its norm once per epoch, for all its steps.
+Models made only of Linear, ReLU and Flatten layers take their gradients from
+lossscape.stacked_mlp's written-out backward, autograd's arithmetic (a single model's bit for bit)
+without its per-node overhead; every other model (and DDP) from autograd.
 
 Every member has its own initialization (torch seeded with its seed while the model is built) and
 its own data order (lossscape.data_order), so member s of a population equals a single run of
@@ -236,7 +237,7 @@ class Engine:
         """One SGD step at the stage learning rates `lrs`; members where `active` ([S] bool, None:
         all) is False keep their weights exactly. Returns the update's norm per tensor and member
         (strategy.tensor_norms); `_train_epoch` combines the epoch's at its end, one op for all
-        steps instead of two per step (the same sums: tests/test_train.py)."""
+        steps instead of two per step: the same sums (tests/test_train.py)."""
         live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
         if self.n_stages and self.cfg.schedule == "freezeout":
             self.strategy.module.frozen_stages = freezeout.frozen_prefix(lrs)
@@ -263,8 +264,9 @@ class Engine:
 
     def _gradients(self, xb: Tensor, yb: Tensor, size: int, live: list[int], plist: list[Tensor]) -> list[Tensor]:
         """The training loss's gradients of the live parameters `plist`: written out where the
-        model allows (lossscape.stacked_mlp: autograd's arithmetic), else by autograd.
-        Either way fresh tensors, which the step may overwrite."""
+        model allows (lossscape.stacked_mlp: autograd's arithmetic, into the views `grad_views` of
+        the engine's gradient buffer), else by autograd. Either way tensors of this step's own,
+        which it may overwrite."""
         strategy = self.strategy
         if self.written_out:
             grads = stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[live[0]],

@@ -13,6 +13,7 @@ from lossscape.data import load_data
 from lossscape.data_order import data_seed, epoch_permutation
 from lossscape.engine import DIVERGENCE_LOSS_FACTOR, EVAL_CHUNK, Engine, diverged
 from lossscape.models import init_model
+from lossscape.strategies import SingleModel, StackedModels
 
 # 500 MNIST-1D examples: 320 train / 80 val / 100 test, enough to train for real in a second.
 SMALL = dict(dataset="mnist1d", n_samples=500, model="mlp", width=32)
@@ -85,6 +86,20 @@ def test_one_buffer_sgd_update_equals_the_per_tensor_update_bit_for_bit(seeds, m
     for a, b in zip(runs[True], runs[False]):
         assert all(torch.equal(a.final_state[k], b.final_state[k]) for k in a.final_state)
         assert np.array_equal(a.update_norms, b.update_norms)
+
+
+@pytest.mark.parametrize("strategy, member_shape", [(SingleModel, ()), (StackedModels, (3,))])
+def test_update_norms_combined_per_epoch_equal_each_steps_own(strategy, member_shape):
+    """The engine combines an epoch's per-tensor update norms in one op over all its steps; each
+    step's squared norm must be what combining that step alone gives (sq_norms), bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(64, 40), (64,), (64, 64), (64,), (10, 64), (10,)]
+    steps = [[torch.randn(*member_shape, *s, generator=gen) * 10.0 ** torch.randint(-4, 4, (), generator=gen)
+              for s in shapes] for _ in range(25)]
+    per_epoch = strategy.combine(torch.stack([strategy.tensor_norms(ts) for ts in steps]))
+    per_step = torch.stack([strategy.sq_norms(ts) for ts in steps])
+    assert per_epoch.shape == per_step.shape == (25, *(member_shape or (1,)))
+    assert torch.equal(per_epoch, per_step)
 
 
 def test_population_members_equal_single_runs():
