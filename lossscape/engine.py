@@ -388,7 +388,7 @@ class Engine:
             with torch.no_grad():
                 self.norms.append(norms.sqrt().cpu())
                 moved = torch._foreach_sub([p.detach() for p in self.strategy.params], start)
-                dist = self.strategy.sq_norms(moved).sqrt().cpu()
+                dist = self.strategy.combine(self.strategy.tensor_norms(moved)).sqrt().cpu()
             t1 = time.perf_counter()
             evals = {k: self.evaluate(*self.splits[k]) for k in self.epoch_splits}
             timing["eval_time_s"] = time.perf_counter() - t1

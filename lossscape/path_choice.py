@@ -7,7 +7,8 @@ bs64 on one CPU thread of one machine) and on the device, and whether more threa
 the step's size and on what else the machine runs. The probe times training steps of a single run
 and of stacked chunks of half and all the members, at one thread and at the caller's thread count
 (and half of it, from 4 up), in blocks of consecutive steps taken as an epoch takes them,
-round-robin, and takes the fastest of each candidate's blocks (the machine may be shared). Within a chunk size, more threads must beat fewer by THREAD_MARGIN; then
+round-robin, and takes the fastest of each candidate's blocks (the machine may be shared).
+Within a chunk size, more threads must beat fewer by THREAD_MARGIN; then
 the stacked chunk with the least time per member-step must beat the loop's by STACK_MARGIN, so a
 population is not planned slower than the loop.
 

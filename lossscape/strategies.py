@@ -97,11 +97,6 @@ class SingleModel:
         per member: [..., 1]."""
         return norms.square().sum(-1, keepdim=True)
 
-    @classmethod
-    def sq_norms(cls, tensors: list[Tensor]) -> Tensor:
-        """Squared norm of a list of tensors, per member: [1]."""
-        return cls.combine(cls.tensor_norms(tensors))
-
     def state(self, m: int) -> dict[str, Tensor]:
         """The member's weights and buffers as a CPU state dict."""
         return cpu_state(self.module)
@@ -184,11 +179,6 @@ class StackedModels:
         """Tensor norms [..., T, S] (tensor_norms, or a stack of them) -> squared norm of them all,
         per member: [..., S]."""
         return norms.square().sum(-2)
-
-    @classmethod
-    def sq_norms(cls, tensors: list[Tensor]) -> Tensor:
-        """Squared norm per member of stacked tensors: [S]."""
-        return cls.combine(cls.tensor_norms(tensors))
 
     def state(self, m: int) -> dict[str, Tensor]:
         """Member m's weights and buffers as a CPU state dict, in its module's state_dict order."""

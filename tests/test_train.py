@@ -91,13 +91,13 @@ def test_one_buffer_sgd_update_equals_the_per_tensor_update_bit_for_bit(seeds, m
 @pytest.mark.parametrize("strategy, member_shape", [(SingleModel, ()), (StackedModels, (3,))])
 def test_update_norms_combined_per_epoch_equal_each_steps_own(strategy, member_shape):
     """The engine combines an epoch's per-tensor update norms in one op over all its steps; each
-    step's squared norm must be what combining that step alone gives (sq_norms), bit for bit."""
+    step's squared norm must be what combining that step alone gives, bit for bit."""
     gen = torch.Generator().manual_seed(0)
     shapes = [(64, 40), (64,), (64, 64), (64,), (10, 64), (10,)]
     steps = [[torch.randn(*member_shape, *s, generator=gen) * 10.0 ** torch.randint(-4, 4, (), generator=gen)
               for s in shapes] for _ in range(25)]
     per_epoch = strategy.combine(torch.stack([strategy.tensor_norms(ts) for ts in steps]))
-    per_step = torch.stack([strategy.sq_norms(ts) for ts in steps])
+    per_step = torch.stack([strategy.combine(strategy.tensor_norms(ts)) for ts in steps])
     assert per_epoch.shape == per_step.shape == (25, *(member_shape or (1,)))
     assert torch.equal(per_epoch, per_step)
 
