@@ -7,7 +7,7 @@ ratios taken in the same run are what count, absolute times are not).
    after each configuration: the highest counts) and, per MLP
    configuration on MNIST-1D (w64 bs16, w128 bs64, w256 bs64), the engine's GFLOP/s in the
    training steps of single runs (FLOPs from lossscape.step_cost: forward, weight and input
-   gradients) and a population of 8 seeds on the path `train_population` chooses (stacking, chunk
+   gradients; the fastest repeat, as the peak is the fastest multiply, and the median) and a population of 8 seeds on the path `train_population` chooses (stacking, chunk
    and threads: lossscape.path_choice), against a loop of 8 single runs at --threads (targets:
    >= 1.0x everywhere, >= 3x at w64 bs16; single runs >= 60% of peak at w256 bs64). The forced
    stacked path is shown beside it, and the GFLOP/s of the bare module's autograd forward and
@@ -15,7 +15,8 @@ ratios taken in the same run are what count, absolute times are not).
    autograd, which the engine's written-out gradients (lossscape.stacked_mlp) do not use.
 2. One Hessian-vector product (MLP 40-256-256-10, 1,000 examples, one chunk) against a
    graph-reusing reference (create_graph gradient once, then one backward per product) and
-   PyHessian's `hessian_vector_product` if pyhessian is installed (target <= 1.0x). Hutchinson's
+   PyHessian's `hessian_vector_product` if pyhessian is installed (`pip install -e ".[bench]"`;
+   target <= 1.0x). Hutchinson's
    trace against PyHessian's at equal samples on a small MLP whose exact trace is computed
    column by column: time per sample and the error against the exact trace.
 3. `loss_surface_2d` (points per pass chosen by its probe) against a plain loop of full-batch
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import statistics
 import time
 
@@ -64,6 +66,7 @@ def median_alternating(arms: dict, repeats: int) -> dict[str, float]:
     times = {name: [] for name in arms}
     for _ in range(repeats):
         for name, fn in arms.items():
+            gc.collect()  # each arm starts without the arm before's garbage to collect
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -83,45 +86,49 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def population_vs_loop(cfg: RunConfig, repeats: int) -> tuple[dict, float, dict, dict]:
+def population_vs_loop(cfg: RunConfig, repeats: int) -> tuple[dict, float, dict, dict, dict]:
     """The probe's choice for SEEDS of cfg and the seconds the probe itself took, then the chosen
     path, all members stacked and a loop of single runs, alternating: (chosen, probe s, median wall
-    s per arm, median training-step s per arm)."""
+    s per arm, median training-step s per arm, fastest repeat's training-step s per arm)."""
     path_choice.CHOSEN_PATHS.clear()  # time the probe itself, then reuse its choice
     probe_s = _seconds(lambda: path_choice.choose_path(cfg, len(SEEDS)))
     chosen = path_choice.choose_path(cfg, len(SEEDS))
-    wall, steps = alternate({
+    wall, steps, fastest = alternate({
         "chosen": lambda: train_population(cfg, SEEDS),
         "stacked": lambda: train_population(cfg, SEEDS, path="stacked"),
         "loop": lambda: [train(cfg.replace(seed=s)) for s in SEEDS],
     }, repeats)
-    return chosen, probe_s, wall, steps
+    return chosen, probe_s, wall, steps, fastest
 
 
 def bench_engine(epochs: int, repeats: int) -> None:
     """The peak is measured before the section and after each configuration, and the highest of
     those is what every row is a percentage of: on a shared machine a single measurement came out
-    anywhere from 72 to 99 GFLOP/s, and a low one would flatter the engine."""
+    anywhere from 72 to 99 GFLOP/s, and a low one would flatter the engine. The peak is each
+    measurement's fastest multiply, so the engine's rate is read the same way, from its fastest
+    repeat (8 runs' training steps, summed); the median repeat's is shown beside it."""
     peaks, rows = [sgemm_peak()], []
     for width, bs in CONFIGS:
         cfg = RunConfig(dataset="mnist1d", model="mlp", width=width, batch_size=bs, lr=0.05, epochs=epochs)
         ds = load_data(cfg)
         flops = step_flops(stage_forward_flops(init_model(cfg, 0, ds.input_shape, ds.n_classes), ds.input_shape), 0)
-        chosen, probe_s, wall, steps = population_vs_loop(cfg, repeats)
-        gflops = len(SEEDS) * epochs * len(ds.y_train) * flops / steps["loop"] / 1e9
+        chosen, probe_s, wall, steps, fastest = population_vs_loop(cfg, repeats)
+        work = len(SEEDS) * epochs * len(ds.y_train) * flops / 1e9
+        gflops = (work / fastest["loop"], work / steps["loop"])
         bare = bs * flops / bare_step_seconds(cfg, repeats) / 1e9
         rows.append((width, bs, chosen, probe_s, wall, gflops, bare))
         peaks.append(sgemm_peak())
     peak = max(peaks)
     print(f"\n## Engine: MNIST-1D MLP, {len(SEEDS)} seeds, {epochs} epochs, sgemm peak {peak:.1f} GFLOP/s "
           f"(the highest of {len(peaks)} measurements, lowest {min(peaks):.1f})")
-    print("| config | single-run steps GFLOP/s | % of peak | bare forward+backward GFLOP/s (% of peak) | chosen path "
+    print("| config | single-run steps GFLOP/s, fastest repeat (median) | % of peak, fastest (median) "
+          "| bare forward+backward GFLOP/s (% of peak) | chosen path "
           "| probe s | population (chosen) vs loop | stacked (all 8) vs loop |")
     print("|---|---|---|---|---|---|---|---|")
-    for width, bs, chosen, probe_s, wall, gflops, bare in rows:
+    for width, bs, chosen, probe_s, wall, (best, med), bare in rows:
         path = f"{chosen['kind']}, {chosen['members_per_chunk']} per chunk, {chosen['threads']} thread(s)"
-        print(f"| w{width} bs{bs} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {bare:.1f} ({100 * bare / peak:.0f}%) "
-              f"| {path} | {probe_s:.2f} "
+        print(f"| w{width} bs{bs} | {best:.1f} ({med:.1f}) | {100 * best / peak:.0f}% ({100 * med / peak:.0f}%) "
+              f"| {bare:.1f} ({100 * bare / peak:.0f}%) | {path} | {probe_s:.2f} "
               f"| {wall['loop'] / wall['chosen']:.2f}x | {wall['loop'] / wall['stacked']:.2f}x |")
 
 
@@ -269,7 +276,7 @@ def bench_batchnorm_population(epochs: int, repeats: int) -> None:
     for model in ["resnet_small", "densenet_small"]:
         cfg = RunConfig(dataset="mnist1d", n_samples=2000, model=model, batch_size=64, lr=0.1, momentum=0.9,
                         epochs=epochs)
-        chosen, probe_s, wall, steps = population_vs_loop(cfg, repeats)
+        chosen, probe_s, wall, steps, _ = population_vs_loop(cfg, repeats)
         per = " / ".join(f"{1e3 * t:.1f} ms" for t in chosen["probe_s_per_member_step"][str(chosen["threads"])].values())
         print(f"| {model} | {chosen['kind']}, {chosen['members_per_chunk']} per chunk, {chosen['threads']} thread(s) "
               f"| {probe_s:.2f} | {per} "

@@ -61,7 +61,7 @@ from .train import train, train_population
 CACHE_FORMAT = 4
 # The modules whose code changes what a run computes.
 _TRAINING_SOURCES = ("config.py", "data.py", "data_order.py", "models.py", "schedules.py", "freezeout.py",
-                     "stacked_mlp.py", "strategies.py", "engine.py", "parallel.py", "train.py")
+                     "losses.py", "stacked_mlp.py", "strategies.py", "engine.py", "parallel.py", "train.py")
 _MANIFEST = "manifest.json"
 _CHECKED_FILES = RUN_FILES
 # The engine paths chosen per step shape and machine (RunStore.engine_path), beside the entries.
@@ -82,7 +82,8 @@ class _Damaged(Exception):
 def source_hash(kind: str = "training") -> str:
     """Hash of the code behind a run ("training") or behind a measurement of one ("geometry")."""
     root = Path(__file__).parent
-    paths = [root / n for n in _TRAINING_SOURCES] if kind == "training" else sorted((root / "geometry").glob("*.py"))
+    paths = ([root / n for n in _TRAINING_SOURCES] if kind == "training"
+             else sorted((root / "geometry").glob("*.py")) + [root / "losses.py"])  # geometry's default loss
     h = hashlib.sha256()
     for path in paths:
         if path.exists():

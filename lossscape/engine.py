@@ -15,11 +15,11 @@ population of seeds trains as one stacked model. The SGD step is written out wit
 that the per-step update norm is the update itself (computed in the gradient's place), not a
 second flatten-and-copy, and so that stopped members of a population keep their weights exactly
 while the others train on; where the gradients are written out, parameters and gradients are
-views of two flat buffers and a plain step of all of them is one multiply and one subtract. Each
+views of two flat buffers and a plain step of all of them is one fused multiply-add. Each
 step's update norms per tensor are combined into its norm once per epoch, for all its steps.
 Models made only of Linear, ReLU and Flatten layers take their gradients from
-lossscape.stacked_mlp's written-out backward, autograd's arithmetic (a single model's bit for bit)
-without its per-node overhead; every other model (and DDP) from autograd.
+lossscape.stacked_mlp's written-out backward, autograd's arithmetic up to rounding without its
+per-node overhead; every other model (and DDP) from autograd.
 
 Every member has its own initialization (torch seeded with its seed while the model is built) and
 its own data order (lossscape.data_order), so member s of a population equals a single run of
@@ -34,22 +34,23 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import freezeout, stacked_mlp
 from .config import ConfigError, RunConfig
 from .data import load_data
 from .data_order import epoch_permutation
+from .losses import cross_entropy
 from .models import build_model, init_model, stage_of
 from .run import Run
 from .schedules import batch_size_at, lr_at, snapshot_steps
 from .strategies import SingleModel, StackedModels, cpu_state, flat_views
 
 EVAL_CHUNK = 4096  # examples per forward pass when a whole split is evaluated
-# A single model's epoch is gathered into its data order at once up to this size (MNIST-1D: 0.5 MB),
-# and its batches are then slices: two index_selects fewer per step, 15 us of a 0.6 ms step at
-# width 256, batch 64 on one CPU thread. Larger training sets (CIFAR-10: 600 MB) gather per step.
+# An epoch is gathered into its data order at once up to this size (MNIST-1D: 0.5 MB a model, 4 MB
+# for 8 stacked members), and its batches are then slices: two index_selects fewer per step, 15 us
+# of a 0.6 ms step at width 256, batch 64 on one CPU thread, and 18 us of 8 members' 0.3 ms at
+# width 64, batch 16. Larger training sets (CIFAR-10: 600 MB) gather per step.
 EPOCH_GATHER_BYTES = 64 * 2**20
 # Steps a probe (seconds_per_step) takes untimed before it times a block of them: the first steps
 # after other work find the caches cold. At mlp w256 bs64 on one CPU thread, a single run's first
@@ -181,10 +182,11 @@ class Engine:
         if self.written_out:
             # the gradients are written into one flat buffer and the parameters are views of
             # another, so that a plain SGD step of every parameter at one rate (flat_update) is one
-            # multiply and one subtract, not one of each per tensor: the same arithmetic per element
+            # fused multiply-add over all of them, not one per tensor: the same arithmetic per element
             self.flat_params = self.strategy.flatten_params()
             self.flat_grad = torch.empty_like(self.flat_params)
             self.grad_views = flat_views(self.flat_grad, self.strategy.params)
+            self.operands = stacked_mlp.linear_operands(self.strategy.plan, self.strategy.params, self.strategy.stacked)
         self.flat_update = self.written_out and not cfg.weight_decay and not cfg.momentum
         self.stages = [stage_of(k) for k in self.strategy.names]
         self.n_stages = len(self.strategy.module.stages)
@@ -221,36 +223,38 @@ class Engine:
                 self.y.index_select(0, flat).view(idx.shape), size)
 
     def batches(self, order: Tensor, bs: int) -> Iterator[tuple[Tensor, Tensor, int]]:
-        """batch(order, j, bs) of each step j of the epoch; a single model's epoch is gathered
-        once where it fits (EPOCH_GATHER_BYTES) and sliced: the same rows."""
-        steps = math.ceil(order.shape[-1] / bs)
-        if self.strategy.stacked or self.world > 1 or order.numel() * self.X[0].nbytes > EPOCH_GATHER_BYTES:
-            for j in range(steps):
+        """batch(order, j, bs) of each step j of the epoch; the epoch (every member's, stacked) is
+        gathered once where it fits (EPOCH_GATHER_BYTES) and sliced along its example dimension:
+        the same rows, a stacked member's batch a view with the member's stride."""
+        n = order.shape[-1]
+        if self.world > 1 or order.numel() * self.X[0].nbytes > EPOCH_GATHER_BYTES:
+            for j in range(math.ceil(n / bs)):
                 yield self.batch(order, j, bs)
             return
-        X, y = self.X.index_select(0, order), self.y.index_select(0, order)
-        for j in range(steps):
-            xb = X[j * bs:(j + 1) * bs]
-            yield xb, y[j * bs:(j + 1) * bs], len(xb)
+        flat, dim = order.reshape(-1), order.dim() - 1
+        X = self.X.index_select(0, flat).view(*order.shape, *self.X.shape[1:])
+        y = self.y.index_select(0, flat).view(order.shape)
+        for start in range(0, n, bs):
+            size = min(bs, n - start)
+            yield X.narrow(dim, start, size), y.narrow(dim, start, size), size
 
-    def step(self, xb: Tensor, yb: Tensor, size: int, lrs: list[float], active: Tensor | None) -> Tensor:
+    def step(self, xb: Tensor, yb: Tensor, size: int, lrs: list[float], active: Tensor | None) -> tuple[Tensor, float]:
         """One SGD step at the stage learning rates `lrs`; members where `active` ([S] bool, None:
-        all) is False keep their weights exactly. Returns the update's norm per tensor and member
-        (strategy.tensor_norms); `_train_epoch` combines the epoch's at its end, one op for all
-        steps instead of two per step: the same sums (tests/test_train.py)."""
-        live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
+        all) is False keep their weights exactly. Returns norms per tensor and member
+        (strategy.tensor_norms) and the factor that makes them the update's: the rate where they
+        are the gradient's (_flat_step), else 1. `_train_epoch` scales and combines the epoch's at
+        its end, one op for all steps instead of two per step: the same sums (tests/test_train.py)."""
         if self.n_stages and self.cfg.schedule == "freezeout":
             self.strategy.module.frozen_stages = freezeout.frozen_prefix(lrs)
+        if self.flat_update and active is None and lrs[0] > 0 and lrs.count(lrs[0]) == len(lrs):
+            return self._flat_step(xb, yb, lrs[0])
+        live = [i for i, s in enumerate(self.stages) if lrs[s] > 0]
         plist = [self.strategy.params[i] for i in live]
         grads = self._gradients(xb, yb, size, live, plist)
         with torch.no_grad():
             d, owned = self._direction(live, plist, grads)
             rates = [lrs[self.stages[i]] for i in live]
             rate = rates[0] if rates.count(rates[0]) == len(rates) else rates  # one scalar: the faster foreach
-            if self.flat_update and active is None and len(live) == len(self.stages) and rate is rates[0]:
-                self.flat_grad.mul_(rate)
-                self.flat_params.sub_(self.flat_grad)
-                return self.strategy.tensor_norms(d)
             if owned:  # a fresh tensor: the update is computed in its place
                 torch._foreach_mul_(d, rate)
                 upd = d
@@ -260,7 +264,19 @@ class Engine:
                 # where, not a multiply by 0: a stopped member's inf update would make its weights NaN
                 upd = [torch.where(active.view(-1, *[1] * (u.dim() - 1)), u, 0.0) for u in upd]
             torch._foreach_sub_(plist, upd)
-            return self.strategy.tensor_norms(upd)
+            return self.strategy.tensor_norms(upd), 1.0
+
+    def _flat_step(self, xb: Tensor, yb: Tensor, rate: float) -> tuple[Tensor, float]:
+        """`step` where every parameter takes a plain SGD step at one rate (flat_update): the
+        written-out gradients into the flat buffer, then p - rate * g over all of them in one pass,
+        as torch.optim.SGD's add_(g, alpha=-lr) computes it (fused where the CPU fuses it). The
+        update's norm is rate times the gradient's, scaled at the epoch's end: a multiply by a
+        Python number costs 5 us a step."""
+        strategy = self.strategy
+        stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[0], strategy.stacked,
+                              self.grad_views, self.operands)
+        self.flat_params.add_(self.flat_grad, alpha=-rate)
+        return strategy.flat_norms(self.flat_grad, self.grad_views), rate
 
     def _gradients(self, xb: Tensor, yb: Tensor, size: int, live: list[int], plist: list[Tensor]) -> list[Tensor]:
         """The training loss's gradients of the live parameters `plist`: written out where the
@@ -270,7 +286,7 @@ class Engine:
         strategy = self.strategy
         if self.written_out:
             grads = stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[live[0]],
-                                          strategy.stacked, self.grad_views)
+                                          strategy.stacked, self.grad_views, self.operands)
             return [grads[i] for i in live]
         for p in plist:
             p.grad = None
@@ -283,7 +299,7 @@ class Engine:
             # DDP averages the ranks' gradients: a rank's summed loss times world / |batch| makes
             # that average the global batch's mean gradient, also when a short last batch splits
             # unevenly over the ranks (or leaves one of them nothing).
-            return F.cross_entropy(logits, yb, reduction="sum") * (self.world / size)
+            return cross_entropy(logits, yb, reduction="sum") * (self.world / size)
         return self.strategy.losses(logits, yb)
 
     def _direction(self, live: list[int], plist: list[Tensor], grads: list[Tensor]) -> tuple[list[Tensor], bool]:
@@ -409,19 +425,24 @@ class Engine:
         # and their BatchNorm statistics, which a training forward moves: put back after the epoch,
         # before anything reads a stopped member's state again (its final state, in _runs)
         held = [b.clone() for b in self.strategy.buffers] if active is not None else []
-        norms = []
-        for j, (xb, yb, size) in enumerate(self.batches(order, bs)):
-            lrs = self.stage_lrs(step, total_steps, epoch + j / steps)
-            norms.append(self.step(xb, yb, size, lrs, active))
-            step += 1
-            if step in snap_at:
-                self.take_snapshots(step)
+        norms, factors = [], []
+        with torch.set_grad_enabled(not self.written_out):  # written-out gradients record no graph
+            for j, (xb, yb, size) in enumerate(self.batches(order, bs)):
+                lrs = self.stage_lrs(step, total_steps, epoch + j / steps)
+                n, factor = self.step(xb, yb, size, lrs, active)
+                norms.append(n)
+                factors.append(factor)
+                step += 1
+                if step in snap_at:
+                    self.take_snapshots(step)
         for b, h in zip(self.strategy.buffers, held):
             b.copy_(torch.where(active.view(-1, *[1] * (b.dim() - 1)), b, h))
         if all(n.shape == norms[0].shape for n in norms):
-            sq_norms = self.strategy.combine(torch.stack(norms))
+            per_step = torch.stack(norms)
+            factors = torch.tensor(factors, dtype=per_step.dtype, device=self.device)
+            sq_norms = self.strategy.combine(per_step * factors.view(-1, *[1] * (per_step.dim() - 1)))
         else:  # FreezeOut's later steps update fewer tensors
-            sq_norms = torch.stack([self.strategy.combine(n) for n in norms])
+            sq_norms = torch.stack([self.strategy.combine(n * f) for n, f in zip(norms, factors)])
         return step, lrs[-1] if lrs else self.cfg.lr, sq_norms
 
     def _runs(self, total_time: float) -> list[Run]:

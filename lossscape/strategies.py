@@ -24,11 +24,11 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from . import stacked_mlp
+from .losses import cross_entropy
 
 
 def flat_views(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
@@ -84,12 +84,18 @@ class SingleModel:
     @staticmethod
     def losses(logits: Tensor, y: Tensor) -> Tensor:
         """Per-member mean cross-entropy: [1]."""
-        return F.cross_entropy(logits, y).reshape(1)
+        return cross_entropy(logits, y).reshape(1)
 
     @staticmethod
     def tensor_norms(tensors: list[Tensor]) -> Tensor:
         """The norm of each tensor: [T]; one fused foreach norm, no concatenated copy."""
         return torch.stack(torch._foreach_norm(tensors))
+
+    @staticmethod
+    def flat_norms(flat: Tensor, views: list[Tensor]) -> Tensor:
+        """The norm of `flat`, whose views are `views`, as tensor_norms of one tensor: [1]. One
+        reduction instead of one per tensor (20-30 us less per step at mlp w256, one CPU thread)."""
+        return torch.linalg.vector_norm(flat).view(1)
 
     @staticmethod
     def combine(norms: Tensor) -> Tensor:
@@ -167,12 +173,18 @@ class StackedModels:
     def losses(logits: Tensor, y: Tensor) -> Tensor:
         """Per-member mean cross-entropy: [S]."""
         S, B = y.shape
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(S, B).mean(1)
+        return cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(S, B).mean(1)
 
     @staticmethod
     def tensor_norms(tensors: list[Tensor]) -> Tensor:
         """Each member's norm of each stacked tensor: [T, S]; one reduction kernel per tensor."""
         return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors])
+
+    @staticmethod
+    def flat_norms(flat: Tensor, views: list[Tensor]) -> Tensor:
+        """Each member's norm of each of the stacked `views` of `flat`: [T, S]. A member's values are
+        spread over every view, so there is no single reduction of them all."""
+        return StackedModels.tensor_norms(views)
 
     @staticmethod
     def combine(norms: Tensor) -> Tensor:

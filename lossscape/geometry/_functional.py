@@ -14,9 +14,10 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
+
+from ..losses import cross_entropy
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -44,12 +45,8 @@ PROBE_FIRST_PASSES = 3
 MAX_POINT_EXAMPLES = {"cpu": 2**12, "cuda": 2**16}
 
 
-def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    """The default loss: cross-entropy on logits, mean over the examples."""
-    return F.cross_entropy(logits, y)
-
-
 def resolve_loss(loss_fn: LossFn | None) -> LossFn:
+    """loss_fn, or the default: the mean cross-entropy the engine trains with (lossscape.losses)."""
     return cross_entropy if loss_fn is None else loss_fn
 
 
