@@ -15,8 +15,10 @@ population of seeds trains as one stacked model. The SGD step is written out wit
 that the per-step update norm is the update itself (computed in the gradient's place), not a
 second flatten-and-copy, and so that stopped members of a population keep their weights exactly
 while the others train on; where the gradients are written out, parameters and gradients are
-views of two flat buffers and a plain step of all of them is one fused multiply-add. Each
-step's update norms per tensor are combined into its norm once per epoch, for all its steps.
+views of two flat buffers and a plain step of all of them is one fused multiply-add, as
+torch.optim.SGD's (`_flat_step`), whose update norm is the rate times the gradient's. Each step's
+norms are combined into its update norm once per epoch, for all its steps. The loss is
+lossscape.losses' cross-entropy, F.cross_entropy's up to rounding.
 Models made only of Linear, ReLU and Flatten layers take their gradients from
 lossscape.stacked_mlp's written-out backward, autograd's arithmetic up to rounding without its
 per-node overhead; every other model (and DDP) from autograd.
