@@ -184,7 +184,7 @@ class Engine:
         if self.written_out:
             # the gradients are written into one flat buffer and the parameters are views of
             # another, so that a plain SGD step of every parameter at one rate (flat_update) is one
-            # fused multiply-add over all of them, not one per tensor: the same arithmetic per element
+            # fused multiply-add over all of them, not one per tensor: torch.optim.SGD's per element
             self.flat_params = self.strategy.flatten_params()
             self.flat_grad = torch.empty_like(self.flat_params)
             self.grad_views = flat_views(self.flat_grad, self.strategy.params)

@@ -23,5 +23,8 @@ def log_softmax(logits: Tensor) -> Tensor:
 
 
 def cross_entropy(logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
-    """F.cross_entropy(logits, y, reduction=reduction) for [N, classes] logits and [N] labels."""
+    """F.cross_entropy(logits, y, reduction=reduction) for [N, classes] logits and [N] labels;
+    class probabilities ([N, classes], float) go to F.cross_entropy itself."""
+    if y.is_floating_point():
+        return F.cross_entropy(logits, y, reduction=reduction)
     return F.nll_loss(log_softmax(logits), y, reduction=reduction)

@@ -28,3 +28,9 @@ def test_log_softmax_is_the_last_dimension_of_the_logits():
     assert out.shape == (7, 10)
     torch.testing.assert_close(out.exp().sum(1), torch.ones(7))
     torch.testing.assert_close(out, torch.log_softmax(logits, 1))
+
+
+def test_class_probabilities_are_taken_as_torch_takes_them():
+    gen = torch.Generator().manual_seed(0)
+    logits, p = torch.randn(9, 4, generator=gen), torch.rand(9, 4, generator=gen).softmax(1)
+    torch.testing.assert_close(losses.cross_entropy(logits, p), F.cross_entropy(logits, p))
