@@ -44,16 +44,12 @@ def test_training_does_not_touch_the_global_rng():
     assert torch.equal(before, torch.random.get_rng_state())
 
 
-@pytest.mark.parametrize("opt", [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
-                                 dict(weight_decay=5e-3, momentum=0.5)])
-def test_sgd_step_equals_torch_optim_sgd(opt):
-    """Reference: torch.optim.SGD on the same init and the same data order."""
-    c = cfg(epochs=2, **opt)
-    run = train(c)
+def _torch_sgd(c, **sgd_options):
+    """The weights torch.optim.SGD trains from c's initialization, in c's data order."""
     ds = load_data(c)
     model = init_model(c, c.seed, ds.input_shape, ds.n_classes)
     sgd = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
-                          weight_decay=c.weight_decay)
+                          weight_decay=c.weight_decay, **sgd_options)
     n = len(ds.y_train)
     for epoch in range(c.epochs):
         perm = epoch_permutation(c.seed, epoch, n)
@@ -62,7 +58,16 @@ def test_sgd_step_equals_torch_optim_sgd(opt):
             sgd.zero_grad()
             F.cross_entropy(model(ds.X_train[idx]), ds.y_train[idx]).backward()
             sgd.step()
-    ref = {k: v.detach() for k, v in model.state_dict().items()}
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("opt", [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
+                                 dict(weight_decay=5e-3, momentum=0.5)])
+def test_sgd_step_equals_torch_optim_sgd(opt):
+    """Reference: torch.optim.SGD on the same init and the same data order."""
+    c = cfg(epochs=2, **opt)
+    run = train(c)
+    ref = _torch_sgd(c)
     # float32 rounding differs (foreach vs per-tensor kernels): a few ulps after ~20 steps
     assert _max_diff(run.final_state, ref) < 1e-5
 
@@ -102,19 +107,7 @@ def test_plain_sgd_of_a_single_mlp_equals_torch_optim_sgd_to_rounding():
     check is to 1e-6, ten times tighter than the general optimizer test above and far below a
     wrong step (> 1e-3)."""
     c = cfg(epochs=2, width=33, batch_size=17)  # tensor sizes that are not multiples of a vector
-    run = train(c)
-    ds = load_data(c)
-    model = init_model(c, c.seed, ds.input_shape, ds.n_classes)
-    sgd = torch.optim.SGD(model.parameters(), lr=c.lr, foreach=False)
-    n = len(ds.y_train)
-    for epoch in range(c.epochs):
-        perm = epoch_permutation(c.seed, epoch, n)
-        for j in range(math.ceil(n / c.batch_size)):
-            idx = perm[j * c.batch_size:(j + 1) * c.batch_size]
-            sgd.zero_grad()
-            F.cross_entropy(model(ds.X_train[idx]), ds.y_train[idx]).backward()
-            sgd.step()
-    assert _max_diff(run.final_state, {k: v.detach() for k, v in model.state_dict().items()}) < 1e-6
+    assert _max_diff(train(c).final_state, _torch_sgd(c, foreach=False)) < 1e-6
 
 
 @pytest.mark.parametrize("strategy, member_shape", [(SingleModel, ()), (StackedModels, (3,))])
