@@ -7,8 +7,9 @@ ratios taken in the same run are what count, absolute times are not).
    after each configuration: the highest counts) and, per MLP
    configuration on MNIST-1D (w64 bs16, w128 bs64, w256 bs64), the engine's GFLOP/s in the
    training steps of single runs (FLOPs from lossscape.step_cost: forward, weight and input
-   gradients; the fastest repeat, as the peak is the fastest multiply, and the median) and a population of 8 seeds on the path `train_population` chooses (stacking, chunk
-   and threads: lossscape.path_choice), against a loop of 8 single runs at --threads (targets:
+   gradients; the fastest repeat, as the peak is the fastest multiply, and the median) and a
+   population of 8 seeds on the path `train_population` chooses (stacking, chunk and threads:
+   lossscape.path_choice), against a loop of 8 single runs at --threads (targets:
    >= 1.0x everywhere, >= 3x at w64 bs16; single runs >= 60% of peak at w256 bs64). The forced
    stacked path is shown beside it, and the GFLOP/s of the bare module's autograd forward and
    backward on one batch (no SGD step, no recording): what PyTorch reaches at that shape through
@@ -16,9 +17,8 @@ ratios taken in the same run are what count, absolute times are not).
 2. One Hessian-vector product (MLP 40-256-256-10, 1,000 examples, one chunk) against a
    graph-reusing reference (create_graph gradient once, then one backward per product) and
    PyHessian's `hessian_vector_product` if pyhessian is installed (`pip install -e ".[bench]"`;
-   target <= 1.0x). Hutchinson's
-   trace against PyHessian's at equal samples on a small MLP whose exact trace is computed
-   column by column: time per sample and the error against the exact trace.
+   target <= 1.0x). Hutchinson's trace against PyHessian's at equal samples on a small MLP whose
+   exact trace is computed column by column: time per sample and the error against the exact trace.
 3. `loss_surface_2d` (points per pass chosen by its probe) against a plain loop of full-batch
    forward passes with the same directions (target <= 1.0x), and their largest difference.
 4. The share of a single run's time spent evaluating (MLP w256 on MNIST-1D, bs 64 and 1024, fixed

@@ -84,10 +84,7 @@ def forward(plan: list[Layer], params: list[Tensor], x: Tensor, frozen: int = 0)
     """StagedNet.forward for stacked members: params hold [S, ...] tensors in the model's parameter
     order, x is [S, B, ...]; the first `frozen` stages are cut from the graph as there."""
     for k, layer in enumerate(plan):
-        if layer.kind == "relu" and k and plan[k - 1].kind == "linear":
-            x = x.relu_()  # the Linear's own output (its backward does not read it): no new tensor
-        else:
-            x = _apply(layer, params, x, True)
+        x = _output(plan, k, params, x, True)
         if frozen and layer.stage == frozen - 1 and (k + 1 == len(plan) or plan[k + 1].stage == frozen):
             x = x.detach()
     return x
@@ -112,10 +109,7 @@ def gradients(plan: list[Layer], params: list[Tensor], x: Tensor, y: Tensor, fir
     inputs = []  # each layer's input; a ReLU's output replaces it (relu's backward reads it)
     for k, layer in enumerate(plan):
         inputs.append(x)
-        if layer.kind == "relu" and k and plan[k - 1].kind == "linear":
-            x = x.relu_()  # the Linear's own output, which nothing else reads: no new tensor
-        else:
-            x = _apply(layer, params, x, stacked, operands)
+        x = _output(plan, k, params, x, stacked, operands)
         if layer.kind == "relu":
             inputs[-1] = x
     g = _logits_grad(x, y, stacked)
@@ -151,6 +145,15 @@ def _operands(layer: Layer, params: list[Tensor], stacked: bool) -> tuple[Tensor
     if not stacked:
         return params[layer.weight].t(), b
     return params[layer.weight].transpose(1, 2), None if b is None else b.unsqueeze(1)
+
+
+def _output(plan: list[Layer], k: int, params: list[Tensor], x: Tensor, stacked: bool,
+            operands: dict[int, tuple[Tensor, Tensor | None]] | None = None) -> Tensor:
+    """Layer k's output from its input x. A ReLU after a Linear overwrites the Linear's own output,
+    which nothing else reads (nor does the Linear's backward): no new tensor."""
+    if plan[k].kind == "relu" and k and plan[k - 1].kind == "linear":
+        return x.relu_()
+    return _apply(plan[k], params, x, stacked, operands)
 
 
 def _apply(layer: Layer, params: list[Tensor], x: Tensor, stacked: bool,
