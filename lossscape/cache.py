@@ -83,7 +83,8 @@ def source_hash(kind: str = "training") -> str:
     """Hash of the code behind a run ("training") or behind a measurement of one ("geometry")."""
     root = Path(__file__).parent
     paths = ([root / n for n in _TRAINING_SOURCES] if kind == "training"
-             else sorted((root / "geometry").glob("*.py")) + [root / "losses.py"])  # geometry's default loss
+             # geometry's default loss, and the written-out forward of its MLP surfaces
+             else sorted((root / "geometry").glob("*.py")) + [root / "losses.py", root / "stacked_mlp.py"])
     h = hashlib.sha256()
     for path in paths:
         if path.exists():

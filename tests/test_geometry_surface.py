@@ -16,6 +16,12 @@ def mlp():
     return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
 
 
+def relu_mlp():
+    """Linear and ReLU only: a single point's pass is written out (stacked_mlp.forward_into)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+
+
 def conv_bn():
     torch.manual_seed(1)
     model = nn.Sequential(
@@ -73,15 +79,16 @@ def test_directions_are_random_by_seed():
     assert not torch.allclose(a["0.weight"], b["0.weight"])
 
 
-@pytest.mark.parametrize("make", [mlp, conv_bn])
-def test_non_square_surface_matches_hand_perturbed_models(make):
+@pytest.mark.parametrize("make", [mlp, relu_mlp, conv_bn])
+@pytest.mark.parametrize("points", [1, 4])
+def test_non_square_surface_matches_hand_perturbed_models(make, points):
     model = make()
     X, y = data(model)
     dx, dy = g.filter_normalized_direction(model, seed=4), g.filter_normalized_direction(model, seed=5)
     xs = [-0.6, -0.1, 0.0, 0.45, 1.0]
     ys = [-0.3, 0.25, 0.8]
     # 4 points per pass over 15 points and 4-example chunks of 11: both chunkings are ragged.
-    Z = g.loss_surface_2d(model, X, y, dx, dy, xs, ys, points_per_pass=4, batch_size=4)
+    Z = g.loss_surface_2d(model, X, y, dx, dy, xs, ys, points_per_pass=points, batch_size=4)
     assert Z.shape == (len(ys), len(xs))
     expected = [[loss_by_hand(model, X, y, [(a, dx), (b, dy)]) for a in xs] for b in ys]
     np.testing.assert_allclose(Z, expected, rtol=1e-10)

@@ -114,3 +114,47 @@ def test_a_linear_on_unflattened_inputs_stays_on_autograd():
     """nn.Linear on [B, C, L] multiplies the last dimension only: not the [B, features] mm written out."""
     model = StagedNet([nn.Sequential(nn.Linear(5, 4), nn.ReLU()), nn.Flatten(), nn.Linear(12, 2)])
     assert stacked_mlp.layers(model, (3, 5)) is None
+
+
+@pytest.mark.parametrize("model, input_shape", [
+    ("staged", (2, 20)),  # nested Sequentials, a bias-free Linear, Flattens
+    ("sequential", (40,)),  # a plain Sequential is one stage
+    ("bare", (40,)),  # a bare Linear as the whole model
+    ("relu_first", (40,)),  # a ReLU on the input: the input itself must not change
+])
+def test_forward_into_equals_the_module_forward_bit_for_bit_and_reuses_its_buffers(model, input_shape):
+    """forward_into, loss surfaces' written-out pass: the module's own forward at every call, as
+    its weights change between calls (the buffers hold nothing over) and when the batch changes."""
+    torch.manual_seed(0)
+    net = {"staged": lambda: _deep(input_shape, 10, 16),
+           "sequential": lambda: nn.Sequential(nn.Linear(40, 16), nn.ReLU(), nn.Linear(16, 10)),
+           "bare": lambda: nn.Linear(40, 10),
+           "relu_first": lambda: nn.Sequential(nn.ReLU(), nn.Linear(40, 10))}[model]()
+    plan = stacked_mlp.layers(net, input_shape)
+    assert plan is not None
+    scratch = {}
+    for batch in (7, 7, 3):
+        x = torch.randn(batch, *input_shape)
+        x_before = x.clone()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+            mine = stacked_mlp.forward_into(plan, [p.detach() for p in net.parameters()], x, scratch).clone()
+            ref = net(x)
+        assert torch.equal(mine, ref)
+        assert torch.equal(x, x_before)
+    assert all(buf.shape[0] == 3 for buf in scratch.values())  # the last call's batch
+
+
+def test_a_subclassed_or_hooked_layer_stays_on_autograd():
+    """Its forward is not the one written out: a Sequential subclass may override it, a hook may
+    change its output."""
+    class Doubled(nn.Sequential):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    assert stacked_mlp.layers(Doubled(nn.Linear(4, 2)), (4,)) is None
+    hooked = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert stacked_mlp.layers(hooked, (4,)) is not None
+    hooked[1].register_forward_hook(lambda module, inputs, output: output + 1)
+    assert stacked_mlp.layers(hooked, (4,)) is None

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from .. import stacked_mlp
 from ..losses import cross_entropy
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -203,9 +204,20 @@ class _PointPasses:
         self.device = device_of(model)
         self.dtype = next(iter(self.params.values())).dtype
         self.budget = MAX_POINT_EXAMPLES.get(self.device.type, MAX_POINT_EXAMPLES["cpu"])
+        self.plan = None if bufs else stacked_mlp.layers(model, tuple(X.shape[1:]))
+        self.scratch: dict[int, Tensor] = {}  # single_point's activations, kept across points
 
     def one_point(self, p, b, xb, yb):
-        logits = functional_call(self.model, {**p, **b, **self.fixed_bufs}, (xb,))
+        return self._scored(functional_call(self.model, {**p, **b, **self.fixed_bufs}, (xb,)), yb)
+
+    def single_point(self, p, b, xb, yb):
+        """one_point without vmap. A model of Linear and ReLU layers runs written out
+        (stacked_mlp.forward_into), keeping its activations' memory from point to point."""
+        if self.plan is None:
+            return self.one_point(p, b, xb, yb)
+        return self._scored(stacked_mlp.forward_into(self.plan, list(p.values()), xb, self.scratch), yb)
+
+    def _scored(self, logits, yb):
         hits = (logits.argmax(-1) == yb).sum() if self.classify else logits.new_zeros(())
         return self.loss_fn(logits, yb), hits
 
@@ -217,8 +229,8 @@ class _PointPasses:
         for sl in slices(n, self.batch_size or max(1, self.budget // len(c))):
             xb, yb = self.X[sl], self.y[sl]
             if len(c) == 1:  # one point needs no vmap: its pass is the plain forward
-                chunk = self.one_point({k: v[0] for k, v in p_stack.items()}, {k: v[0] for k, v in b_stack.items()},
-                                       xb, yb)
+                chunk = self.single_point({k: v[0] for k, v in p_stack.items()},
+                                          {k: v[0] for k, v in b_stack.items()}, xb, yb)
                 chunk_loss, hits = (t.reshape(1) for t in chunk)
             else:
                 chunk_loss, hits = vmap(self.one_point, in_dims=(0, 0, None, None))(p_stack, b_stack, xb, yb)

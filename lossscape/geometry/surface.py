@@ -7,7 +7,10 @@ and vmaps the forward over them. benchmarks/bench_geometry.py separates the two 
 the speedup over the reference comes from dropping the per-example DataLoader; against a loop of
 full-batch passes vmapping is at par (same matmuls, compute-bound), so on CPU the probe in
 `losses_at_points` often settles on one point per pass; vmapping pays off on GPUs, where one
-point's pass is too small to fill the device.
+point's pass is too small to fill the device. One point of an MLP (Linear, ReLU, Flatten) runs
+written out into activations kept across points (`stacked_mlp.forward_into`): a fresh
+activation of a few MB per point was memory faulted in again, 3 of 12 ms per point here, which
+put the surface at 0.89-1.44x the plain loop's time; kept, 0.87-0.92x (bench_speed.py).
 """
 from __future__ import annotations
 
