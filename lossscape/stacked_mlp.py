@@ -85,8 +85,10 @@ def layers(model: nn.Module, input_shape) -> list[Layer] | None:
 
 
 def _plain(module: nn.Module) -> bool:
-    """One of SUPPORTED itself, not a subclass (whose forward may differ), and with no hooks."""
-    return type(module) in SUPPORTED and not (module._forward_hooks or module._forward_pre_hooks)
+    """One of SUPPORTED itself, not a subclass (whose forward may differ), with no forward or
+    backward hooks (which may change what autograd's forward or backward gives)."""
+    hooks = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks, module._backward_pre_hooks)
+    return type(module) in SUPPORTED and not any(hooks)
 
 
 def forward(plan: list[Layer], params: list[Tensor], x: Tensor, frozen: int = 0) -> Tensor:

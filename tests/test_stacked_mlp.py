@@ -147,8 +147,8 @@ def test_forward_into_equals_the_module_forward_bit_for_bit_and_reuses_its_buffe
 
 
 def test_a_subclassed_or_hooked_layer_stays_on_autograd():
-    """Its forward is not the one written out: a Sequential subclass may override it, a hook may
-    change its output."""
+    """Its forward or backward is not the one written out: a Sequential subclass may override
+    forward, a hook may change an output or a gradient."""
     class Doubled(nn.Sequential):
         def forward(self, x):
             return 2 * super().forward(x)
@@ -158,3 +158,6 @@ def test_a_subclassed_or_hooked_layer_stays_on_autograd():
     assert stacked_mlp.layers(hooked, (4,)) is not None
     hooked[1].register_forward_hook(lambda module, inputs, output: output + 1)
     assert stacked_mlp.layers(hooked, (4,)) is None
+    backward_hooked = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    backward_hooked[0].register_full_backward_hook(lambda module, grad_in, grad_out: None)
+    assert stacked_mlp.layers(backward_hooked, (4,)) is None
