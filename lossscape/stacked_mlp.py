@@ -58,23 +58,20 @@ class Layer:
 
 
 def layers(model: nn.Module, input_shape) -> list[Layer] | None:
-    """The layers of a StagedNet, or of a module that is one stage (a Sequential of them), in
-    forward order; None where it is not written out here: a layer other than SUPPORTED, or a
-    Linear on inputs that are not [B, features]."""
-    staged = isinstance(getattr(model, "stages", None), nn.ModuleList)
-    stages = list(model.stages) if staged else [model]
-    if not all(_plain(m) for stage in stages for m in stage.modules()):
+    """The layers of a StagedNet in forward order, or None where it is not written out here: a
+    layer other than SUPPORTED (subclasses and hooked layers included), or a Linear on inputs that
+    are not [B, features]."""
+    if not all(_plain(m) for stage in model.stages for m in stage.modules()):
         return None
     names = [k for k, _ in model.named_parameters()]
     out, dims = [], 1 + len(input_shape)
-    for i, stage in enumerate(stages):
-        for name, m in stage.named_modules(prefix=f"stages.{i}" if staged else ""):
+    for i, stage in enumerate(model.stages):
+        for name, m in stage.named_modules(prefix=f"stages.{i}"):
             if isinstance(m, nn.Linear):
                 if dims != 2:
                     return None
-                prefix = f"{name}." if name else ""  # a bare Linear as the whole model
-                bias = names.index(f"{prefix}bias") if m.bias is not None else None
-                out.append(Layer("linear", i, names.index(f"{prefix}weight"), bias))
+                bias = names.index(f"{name}.bias") if m.bias is not None else None
+                out.append(Layer("linear", i, names.index(f"{name}.weight"), bias))
             elif isinstance(m, nn.ReLU):
                 out.append(Layer("relu", i))
             elif isinstance(m, nn.Flatten):

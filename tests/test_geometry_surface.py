@@ -22,6 +22,23 @@ def relu_mlp():
     return nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).double()
 
 
+class _OwnStages(nn.Module):
+    """A user's module of Linear and ReLU layers in a `stages` list, with a forward of its own (a
+    residual): not a StagedNet, so not written out."""
+
+    def __init__(self):
+        super().__init__()
+        self.stages = nn.ModuleList([nn.Sequential(nn.Linear(6, 6), nn.ReLU()), nn.Linear(6, 3)])
+
+    def forward(self, x):
+        return self.stages[1](x + self.stages[0](x))
+
+
+def own_stages():
+    torch.manual_seed(0)
+    return _OwnStages().double()
+
+
 def conv_bn():
     torch.manual_seed(1)
     model = nn.Sequential(
@@ -36,7 +53,7 @@ def conv_bn():
 
 def data(model):
     torch.manual_seed(2)
-    shape = (11, 1, 6) if isinstance(model[0], nn.Conv1d) else (11, 6)
+    shape = (11, 1, 6) if any(isinstance(m, nn.Conv1d) for m in model.modules()) else (11, 6)
     return torch.randn(*shape, dtype=torch.float64), torch.randint(0, 3, (11,))
 
 
@@ -79,7 +96,7 @@ def test_directions_are_random_by_seed():
     assert not torch.allclose(a["0.weight"], b["0.weight"])
 
 
-@pytest.mark.parametrize("make", [mlp, relu_mlp, conv_bn])
+@pytest.mark.parametrize("make", [mlp, relu_mlp, own_stages, conv_bn])
 @pytest.mark.parametrize("points", [1, 4])
 def test_non_square_surface_matches_hand_perturbed_models(make, points):
     model = make()

@@ -118,8 +118,8 @@ def test_a_linear_on_unflattened_inputs_stays_on_autograd():
 
 @pytest.mark.parametrize("model, input_shape", [
     ("staged", (2, 20)),  # nested Sequentials, a bias-free Linear, Flattens
-    ("sequential", (40,)),  # a plain Sequential is one stage
-    ("bare", (40,)),  # a bare Linear as the whole model
+    ("sequential", (40,)),  # a plain Sequential as one stage
+    ("bare", (40,)),  # a bare Linear as one stage
     ("relu_first", (40,)),  # a ReLU on the input: the input itself must not change
 ])
 def test_forward_into_equals_the_module_forward_bit_for_bit_and_reuses_its_buffers(model, input_shape):
@@ -130,7 +130,7 @@ def test_forward_into_equals_the_module_forward_bit_for_bit_and_reuses_its_buffe
            "sequential": lambda: nn.Sequential(nn.Linear(40, 16), nn.ReLU(), nn.Linear(16, 10)),
            "bare": lambda: nn.Linear(40, 10),
            "relu_first": lambda: nn.Sequential(nn.ReLU(), nn.Linear(40, 10))}[model]()
-    plan = stacked_mlp.layers(net, input_shape)
+    plan = stacked_mlp.layers(net if model == "staged" else StagedNet([net]), input_shape)  # as geometry wraps it
     assert plan is not None
     scratch = {}
     for batch in (7, 7, 3):
@@ -153,11 +153,11 @@ def test_a_subclassed_or_hooked_layer_stays_on_autograd():
         def forward(self, x):
             return 2 * super().forward(x)
 
-    assert stacked_mlp.layers(Doubled(nn.Linear(4, 2)), (4,)) is None
-    hooked = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert stacked_mlp.layers(StagedNet([Doubled(nn.Linear(4, 2))]), (4,)) is None
+    hooked = StagedNet([nn.Sequential(nn.Linear(4, 3), nn.ReLU()), nn.Linear(3, 2)])
     assert stacked_mlp.layers(hooked, (4,)) is not None
-    hooked[1].register_forward_hook(lambda module, inputs, output: output + 1)
+    hooked.stages[0][1].register_forward_hook(lambda module, inputs, output: output + 1)
     assert stacked_mlp.layers(hooked, (4,)) is None
-    backward_hooked = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    backward_hooked[0].register_full_backward_hook(lambda module, grad_in, grad_out: None)
+    backward_hooked = StagedNet([nn.Sequential(nn.Linear(4, 3), nn.ReLU()), nn.Linear(3, 2)])
+    backward_hooked.stages[1].register_full_backward_hook(lambda module, grad_in, grad_out: None)
     assert stacked_mlp.layers(backward_hooked, (4,)) is None

@@ -19,6 +19,7 @@ from torch.func import functional_call, vmap
 
 from .. import stacked_mlp
 from ..losses import cross_entropy
+from ..models import StagedNet
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -204,7 +205,10 @@ class _PointPasses:
         self.device = device_of(model)
         self.dtype = next(iter(self.params.values())).dtype
         self.budget = MAX_POINT_EXAMPLES.get(self.device.type, MAX_POINT_EXAMPLES["cpu"])
-        self.plan = None if bufs else stacked_mlp.layers(model, tuple(X.shape[1:]))
+        # any other module is one stage: written out only where it is itself a plain Sequential
+        # or Linear, never a module of the user's whose forward is its own
+        staged = model if isinstance(model, StagedNet) else StagedNet([model])
+        self.plan = None if bufs else stacked_mlp.layers(staged, tuple(X.shape[1:]))
         self.scratch: dict[int, Tensor] = {}  # single_point's activations, kept across points
 
     def one_point(self, p, b, xb, yb):
