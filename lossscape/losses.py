@@ -19,7 +19,12 @@ from torch import Tensor
 
 def log_softmax(logits: Tensor) -> Tensor:
     """log_softmax(logits, -1) of [N, classes] logits, as a transposed view of a [classes, N] result."""
-    return torch.log_softmax(logits.t().contiguous(), 0).t()
+    return log_softmax_t(logits).t()
+
+
+def log_softmax_t(logits: Tensor) -> Tensor:
+    """log_softmax(logits, -1).t() of [N, classes] logits, contiguous: over the classes as dim 0."""
+    return torch.log_softmax(logits.t().contiguous(), 0)
 
 
 def cross_entropy(logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:

@@ -58,7 +58,8 @@ class Layer:
 
 
 def layers(model: nn.Module, input_shape) -> list[Layer] | None:
-    """The layers of a StagedNet in forward order, or None where it is not written out here: a
+    """The layers of a StagedNet in forward order (less a Flatten of one dimension, which does
+    nothing), or None where it is not written out here: a
     layer other than SUPPORTED (subclasses and hooked layers included), or a Linear on inputs that
     are not [B, features]."""
     if not all(_plain(m) for stage in model.stages for m in stage.modules()):
@@ -76,7 +77,8 @@ def layers(model: nn.Module, input_shape) -> list[Layer] | None:
                 out.append(Layer("relu", i))
             elif isinstance(m, nn.Flatten):
                 start, end = m.start_dim % dims, m.end_dim % dims
-                out.append(Layer("flatten", i, start_dim=start, end_dim=end))
+                if start < end:  # flattening one dimension is the identity: no op to run in every step
+                    out.append(Layer("flatten", i, start_dim=start, end_dim=end))
                 dims -= end - start
     return out
 
@@ -93,7 +95,7 @@ def forward(plan: list[Layer], params: list[Tensor], x: Tensor, frozen: int = 0)
     order, x is [S, B, ...]; the first `frozen` stages are cut from the graph as there."""
     for k, layer in enumerate(plan):
         x = _output(plan, k, params, x, True)
-        if frozen and layer.stage == frozen - 1 and (k + 1 == len(plan) or plan[k + 1].stage == frozen):
+        if layer.stage < frozen and (k + 1 == len(plan) or plan[k + 1].stage >= frozen):  # the last frozen layer
             x = x.detach()
     return x
 
@@ -141,7 +143,7 @@ def gradients(plan: list[Layer], params: list[Tensor], x: Tensor, y: Tensor, fir
         if layer.kind == "relu":
             inputs[-1] = x
     g = _logits_grad(x, y, stacked)
-    lowest = min(k for k, layer in enumerate(plan) if layer.kind == "linear" and layer.stage >= first_stage)
+    lowest = next(k for k, layer in enumerate(plan) if layer.kind == "linear" and layer.stage >= first_stage)
     grads = {}
     for k in range(len(plan) - 1, lowest - 1, -1):
         layer, a = plan[k], inputs[k]
@@ -204,7 +206,7 @@ def _logits_grad(logits: Tensor, y: Tensor, stacked: bool) -> Tensor:
     The returned gradient is a transposed view, examples contiguous."""
     incoming, total = _loss_constants(tuple(y.shape), logits.dtype, logits.device)
     flat, labels = (logits.flatten(0, 1), y.flatten()) if stacked else (logits, y)
-    logp = losses.log_softmax(flat).t()  # [classes, examples], contiguous
+    logp = losses.log_softmax_t(flat)  # [classes, examples]
     # nll_loss's backward reads only the shape of its input, here the logits' (1-2 us less than logp.t())
     g = _nll_loss_backward(incoming, flat, labels, None, _NONE if stacked else _MEAN, _IGNORE, total)
     g = torch._log_softmax_backward_data(g.t(), logp, 0, logp.dtype).t()

@@ -74,9 +74,10 @@ def engine_step_times(configs: dict, *, steps: int, repeats: int, warmup: int = 
 
     def run_steps(level, count):
         eng, (perm, bs, per_epoch) = engines[level], batches[level]
-        for _ in range(count):  # the gather is part of the step, as in the engine's epoch
-            eng.step(*eng.batch(perm, counters[level] % per_epoch, bs), lrs[level], None)
-            counters[level] += 1
+        with eng.step_mode():
+            for _ in range(count):  # the gather is part of the step, as in the engine's epoch
+                eng.step(*eng.batch(perm, counters[level] % per_epoch, bs), lrs[level], None)
+                counters[level] += 1
 
     for level in configs:
         run_steps(level, warmup)

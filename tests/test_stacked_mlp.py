@@ -43,6 +43,19 @@ def test_forward_and_gradients_equal_vmap(input_shape, frozen):
             torch.testing.assert_close(mine[1][k], ref[1][k], rtol=1e-5, atol=1e-6)
 
 
+def test_a_frozen_stage_with_no_op_to_run_still_cuts_the_graph():
+    """A Flatten of one dimension does nothing and is left out of the plan; a stage made only of one
+    still ends the frozen prefix: with stages [Linear, ReLU] | [Flatten] | [Linear] and 2 frozen,
+    the first Linear gets no gradient, as StagedNet's own forward gives it none."""
+    torch.manual_seed(0)
+    net = StagedNet([nn.Sequential(nn.Linear(4, 6), nn.ReLU()), nn.Flatten(), nn.Linear(6, 3)])
+    plan = stacked_mlp.layers(net, (4,))
+    assert [layer.kind for layer in plan] == ["linear", "relu", "linear"]
+    params = [p.detach().unsqueeze(0).clone().requires_grad_(True) for p in net.parameters()]
+    stacked_mlp.forward(plan, params, torch.randn(1, 5, 4), frozen=2).square().sum().backward()
+    assert [p.grad is None for p in params] == [True, True, False, False]
+
+
 def _deep(input_shape, n_classes, width):
     """Linear layers with and without bias, nested Sequentials, a Flatten after a Linear."""
     features = input_shape[0] * input_shape[1]

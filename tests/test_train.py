@@ -239,6 +239,28 @@ def test_a_stopped_member_takes_no_more_snapshots():
         assert len(member.snapshots) == len(single.snapshots)
 
 
+@pytest.mark.parametrize("model, mode", [("mlp", "inference"), ("conv1d", "grad")])
+def test_written_out_steps_run_in_inference_mode_and_what_they_keep_is_ordinary(monkeypatch, model, mode):
+    """Written-out steps run in inference mode (Engine.step_mode), autograd's in grad mode; what
+    outlives a step (cycle snapshots, momentum buffers, norms) is an ordinary tensor that later code
+    may update in place, wherever it was made."""
+    modes = []
+    step = Engine.step
+
+    def spy(self, *args):
+        modes.append("inference" if torch.is_inference_mode_enabled() else "grad" if torch.is_grad_enabled() else "none")
+        return step(self, *args)
+    monkeypatch.setattr(Engine, "step", spy)
+    c = cfg(model=model, schedule="cyclic_cosine", snapshots=3, epochs=3, momentum=0.9)
+    engine = Engine(c, [0, 1], stacked=True)
+    runs = engine.run()
+    assert set(modes) == {mode}
+    kept = [v for r in runs for snap in r.snapshots for v in snap.values()] + engine.momentum_buf + engine.norms
+    assert len(kept) > 3 * 2 and not any(t.is_inference() for t in kept)
+    for t in kept:
+        t.add_(0)
+
+
 def breaks_the_rule(row, n_classes=10):
     """The rule of engine.diverged, restated: a non-finite loss or distance, or an exploded loss."""
     values = [v for k, v in row.items() if k.endswith("_loss") or k == "epoch_distance"]
