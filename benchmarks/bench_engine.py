@@ -12,6 +12,9 @@
    training with the recording reduced to a constant: target < 20% overhead. Measured on the
    training steps (the runs' epoch_time_s, which leaves out the per-epoch evaluation both arms
    share) and on the whole run.
+3. Written-out steps in inference mode (Engine.step_mode, the default) against the same steps
+   under no_grad (the former mode), a single run and the population at the configured width and
+   batch: training-step time, fastest and median repeat.
 Each arm is warmed up once, then the arms alternate and the medians are compared.
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 
 from lossscape import RunConfig, train, train_population
 from lossscape.data import load_data
+from lossscape.engine import Engine
 from lossscape.strategies import SingleModel, StackedModels
 
 
@@ -50,6 +54,18 @@ def alternate(arms: dict, repeats: int) -> tuple[dict[str, float], dict[str, flo
 def _distinct_clocks(runs):
     runs = runs if isinstance(runs, list) else [runs]
     return runs if len({r.total_time_s for r in runs}) == len(runs) else runs[:1]
+
+
+class _NoGradSteps:
+    """Steps under no_grad instead of Engine.step_mode's inference mode: the mode before it."""
+
+    def __enter__(self):
+        self.real = Engine.step_mode
+        Engine.step_mode = lambda engine: torch.set_grad_enabled(not engine.written_out)
+        return self
+
+    def __exit__(self, *exc):
+        Engine.step_mode = self.real
 
 
 class _NoRecording:
@@ -117,6 +133,23 @@ def main():
         on_run = wall[f"{kind}, recording"] / wall[f"{kind}, bare"] - 1
         print(f"recording overhead, {kind}: {100 * on_steps:+.1f}% of the training steps, "
               f"{100 * on_run:+.1f}% of the whole run (target < 20%)")
+
+    def under_no_grad(fn):
+        def arm():
+            with _NoGradSteps():
+                return fn()
+        return arm
+
+    single, population = (lambda: train(cfg)), (lambda: train_population(cfg, seeds))
+    _, steps, fastest = alternate({"single, inference mode": single, "single, no_grad": under_no_grad(single),
+                                   "population, inference mode": population,
+                                   "population, no_grad": under_no_grad(population)}, a.repeats)
+    print(f"\n{'arm':<34}{'steps s, fastest':>18}{'median':>10}")
+    for name in steps:
+        print(f"{name:<34}{fastest[name]:>18.3f}{steps[name]:>10.3f}")
+    for kind in ("single", "population"):
+        print(f"inference mode, {kind}: {fastest[f'{kind}, no_grad'] / fastest[f'{kind}, inference mode']:.2f}x "
+              f"faster training steps than no_grad (median {steps[f'{kind}, no_grad'] / steps[f'{kind}, inference mode']:.2f}x)")
 
 
 if __name__ == "__main__":
