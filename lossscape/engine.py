@@ -188,7 +188,6 @@ class Engine:
             self.flat_params = self.strategy.flatten_params()
             self.flat_grad = torch.empty_like(self.flat_params)
             self.grad_views = flat_views(self.flat_grad, self.strategy.params)
-            self.grad_norms = self.strategy.flat_norms(self.flat_grad, self.grad_views)
             self.operands = stacked_mlp.linear_operands(self.strategy.plan, self.strategy.params, self.strategy.stacked)
         self.flat_update = self.written_out and not cfg.weight_decay and not cfg.momentum
         self.stages = [stage_of(k) for k in self.strategy.names]
@@ -279,7 +278,7 @@ class Engine:
         stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[0], strategy.stacked,
                               self.grad_views, self.operands)
         self.flat_params.add_(self.flat_grad, alpha=-rate)
-        return self.grad_norms(), rate
+        return strategy.flat_norms(self.flat_grad, self.grad_views), rate
 
     def _gradients(self, xb: Tensor, yb: Tensor, size: int, live: list[int], plist: list[Tensor]) -> list[Tensor]:
         """The training loss's gradients of the live parameters `plist`: written out where the
