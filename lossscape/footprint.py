@@ -8,17 +8,17 @@ The estimate counts what engine.Engine holds, in the config's dtype:
 - per member of a stacked population, the working set: WORKING_COPIES copies of the weights (the
   built module, the stacked parameters, their gradients, the update, the epoch-start copy for the
   distance, its difference), one more for a momentum buffer and one for weight decay's summed
-  gradient, and the activations of a training batch (kept for backward, plus their gradients) and
-  of an evaluation chunk;
+  gradient, and the activations of a training batch (kept for backward, plus their gradients);
 - per member in any case, what its Run keeps: the initial and final weights, a best-epoch copy
   under early stopping, and every snapshot;
-- once, the dataset on the device.
+- once, the dataset on the device and the activations of an evaluation pass (engine.EVAL_CHUNK
+  member-examples, shared by a stacked population's members).
 Data-parallel populations train one member at a time and hold one working set; any other
 population may stack (BatchNorm models too), so each of its members counts one. Layers' outputs
 are counted from a forward pass on the meta device, where nothing is allocated. It is an
-estimate, not a bound: against peak RSS it measured 1.05x for 50 members of the width-1024 MLP
-(2 GB) and 0.44x for 200 width-64 members (0.24 GB), where the process's fixed costs dominate;
-the refusal is for what cannot fit at all.
+estimate, not a bound: against the peak RSS of one stacked MNIST-1D epoch it measured 1.10x for
+50 members of the width-1024 MLP (1.7 GB) and 0.17x for 200 width-64 members (0.48 GB), where
+the process's fixed costs dominate; the refusal is for what cannot fit at all.
 """
 from __future__ import annotations
 
@@ -68,14 +68,15 @@ def population_bytes(cfg: RunConfig, ds: Dataset, eval_chunk: int) -> tuple[int,
         layer_outputs = _layer_output_sizes(model, input_shape)
     weights = sum(t.numel() for t in (*model.parameters(), *model.buffers()))
     batch = max(batch_size_at(cfg, e, n_train) for e in (0, cfg.epochs - 1))  # a growing batch peaks last
-    activations = 2 * sum(layer_outputs) * batch + 2 * max(layer_outputs) * min(eval_chunk, n_examples)
+    activations = 2 * sum(layer_outputs) * batch
     working = weights * (WORKING_COPIES + (cfg.momentum > 0) + (cfg.weight_decay > 0)) + activations
     kept = weights * (KEPT_COPIES + (cfg.stop == "early_stop") + cfg.snapshots + len(cfg.record_snapshots))
     itemsize = torch.finfo(getattr(torch, cfg.dtype)).bits // 8
-    data = n_examples * math.prod(input_shape)
+    # an evaluation pass holds eval_chunk member-examples however many members share it
+    fixed = n_examples * math.prod(input_shape) + 2 * max(layer_outputs) * min(eval_chunk, n_examples)
     if cfg.world_size == 1:  # a population may stack (train_population's probe decides): count it so
-        return itemsize * data, itemsize * (working + kept)
-    return itemsize * (data + working), itemsize * kept
+        return itemsize * fixed, itemsize * (working + kept)
+    return itemsize * (fixed + working), itemsize * kept
 
 
 def _layer_output_sizes(model: torch.nn.Module, input_shape) -> list[int]:

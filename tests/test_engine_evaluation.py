@@ -3,11 +3,12 @@
 is the same as when every epoch evaluated every split."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lossscape import RunConfig, train, train_population
+from lossscape import RunConfig, engine as engine_module, train, train_population
 from lossscape.data import load_data
 from lossscape.engine import Engine, Member
 from lossscape.strategies import SingleModel, StackedModels
@@ -165,3 +166,22 @@ def test_the_last_row_meets_the_divergence_rule_on_what_was_added():
     assert member.stop_reason == "early_stop" and member.history[1]["test_loss"] == 1.2
     member.add_evaluations(2, {"val_loss": math.inf, "val_acc": 0.1}, 0.5, n_classes=10)
     assert member.stop_reason == "diverged"
+
+
+def test_a_stacked_evaluation_pass_holds_eval_chunk_member_examples(monkeypatch):
+    """EVAL_CHUNK counts member-examples: at a chunk of 100, 4 stacked members evaluate the 320
+    training examples 25 at a time, and get what one pass of all 320 gives, to float rounding."""
+    engine = Engine(cfg(), [0, 1, 2, 3], stacked=True)
+    X, y = engine.splits["train"]
+    whole = engine.evaluate(X, y)  # 4 x 320 member-examples: one pass
+    sizes, real = [], StackedModels.eval_forward
+
+    def counted(self, x, yb):
+        sizes.append(len(x))
+        return real(self, x, yb)
+    monkeypatch.setattr(StackedModels, "eval_forward", counted)
+    monkeypatch.setattr(engine_module, "EVAL_CHUNK", 100)
+    parts = engine.evaluate(X, y)
+    assert sizes == [25] * 12 + [20]
+    np.testing.assert_allclose(parts[0], whole[0], rtol=1e-6)
+    np.testing.assert_allclose(parts[1], whole[1], atol=1 / 320)
