@@ -194,7 +194,8 @@ class Engine:
             self.flat_params = self.strategy.flatten_params()
             self.flat_grad = torch.empty_like(self.flat_params)
             self.grad_views = flat_views(self.flat_grad, self.strategy.params)
-            self.operands = stacked_mlp.linear_operands(self.strategy.plan, self.strategy.params, self.strategy.stacked)
+            self.gradients = stacked_mlp.Gradients(self.strategy.plan, self.strategy.params, self.strategy.stacked,
+                                                   self.grad_views)
         self.flat_update = self.written_out and not cfg.weight_decay and not cfg.momentum
         self.stages = [stage_of(k) for k in self.strategy.names]
         self.n_stages = len(self.strategy.module.stages)
@@ -280,21 +281,17 @@ class Engine:
         as torch.optim.SGD's add_(g, alpha=-lr) computes it (fused where the CPU fuses it). The
         update's norm is rate times the gradient's, scaled at the epoch's end: a multiply by a
         Python number costs 5 us a step."""
-        strategy = self.strategy
-        stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[0], strategy.stacked,
-                              self.grad_views, self.operands)
+        self.gradients(xb, yb, self.stages[0])
         self.flat_params.add_(self.flat_grad, alpha=-rate)
-        return strategy.flat_norms(self.flat_grad, self.grad_views), rate
+        return self.strategy.flat_norms(self.flat_grad, self.grad_views), rate
 
     def _gradients(self, xb: Tensor, yb: Tensor, size: int, live: list[int], plist: list[Tensor]) -> list[Tensor]:
         """The training loss's gradients of the live parameters `plist`: written out where the
         model allows (lossscape.stacked_mlp: autograd's arithmetic, into the views `grad_views` of
         the engine's gradient buffer), else by autograd. Either way tensors of this step's own,
         which it may overwrite."""
-        strategy = self.strategy
         if self.written_out:
-            grads = stacked_mlp.gradients(strategy.plan, strategy.params, xb, yb, self.stages[live[0]],
-                                          strategy.stacked, self.grad_views, self.operands)
+            grads = self.gradients(xb, yb, self.stages[live[0]])
             return [grads[i] for i in live]
         for p in plist:
             p.grad = None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossscape import RunConfig, stacked_mlp
+from lossscape import RunConfig
 from lossscape.freezeout import freeze_steps, frozen_prefix, stage_lrs
 from lossscape.models import build_model
 from lossscape.schedules import freezeout_fractions, freezeout_lr
@@ -105,14 +105,14 @@ def _count_written_out_grads(monkeypatch, engine):
     counts = [0] * len(engine.module.stages)
     firsts = {engine.strategy.names.index(next(n for n, _ in s.named_parameters(prefix=f"stages.{i}"))): i
               for i, s in enumerate(engine.module.stages)}
-    real = stacked_mlp.gradients
+    real = engine.gradients
 
     def spy(*args, **kw):
         grads = real(*args, **kw)
         for k in grads.keys() & firsts.keys():
             counts[firsts[k]] += 1
         return grads
-    monkeypatch.setattr(stacked_mlp, "gradients", spy)
+    monkeypatch.setattr(engine, "gradients", spy)
     return counts
 
 

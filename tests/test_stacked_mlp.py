@@ -117,6 +117,35 @@ def test_stacked_gradients_equal_autograd(frozen):
         torch.testing.assert_close(mine[i], params[i].grad, rtol=1e-6, atol=1e-7, msg=str(i))
 
 
+@pytest.mark.parametrize("stacked", [False, True])
+def test_prepared_gradients_follow_the_parameters_from_step_to_step(stacked):
+    """An engine prepares its Gradients once: from step to step, after in-place updates of the
+    parameters (views of one flat buffer, as the engine has them), on a short last batch and with
+    a frozen prefix that grows, they are what gradients() computes afresh, bit for bit, and land
+    in the engine's buffer."""
+    torch.manual_seed(2)
+    members = [_deep((3, 6), 4, 8) for _ in range(3 if stacked else 1)]
+    if stacked:
+        stacked_params, _ = stack_module_state(members)
+        tensors = [v.detach() for v in stacked_params.values()]
+    else:
+        tensors = [p.detach() for p in members[0].parameters()]
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    params = flat_views(flat, tensors)
+    plan = stacked_mlp.layers(members[0], (3, 6))
+    out = flat_views(torch.full_like(flat, math.nan), params)
+    prepared = stacked_mlp.Gradients(plan, params, stacked, out)
+    lead = (3,) if stacked else ()
+    for batch, first_stage in [(9, 0), (9, 0), (4, 0), (9, 1), (9, 2), (9, 0)]:
+        x, y = torch.randn(*lead, batch, 3, 6), torch.randint(0, 4, (*lead, batch))
+        fresh = stacked_mlp.gradients(plan, params, x, y, first_stage, stacked)
+        mine = prepared(x, y, first_stage)
+        assert sorted(mine) == sorted(fresh)
+        for i, g in mine.items():
+            assert torch.equal(g, fresh[i]) and g is out[i], i
+        flat.sub_(0.5 * torch.nan_to_num(torch.cat([o.reshape(-1) for o in out])))  # moves every parameter
+
+
 @pytest.mark.parametrize("model, input_shape, supported", [
     ("mlp", (40,), True), ("mlp", (2, 20), True), ("conv1d", (40,), False), ("vgg_small", (40,), False)])
 def test_only_linear_relu_flatten_models_are_written_out(model, input_shape, supported):
