@@ -15,6 +15,9 @@
 3. Written-out steps in inference mode (Engine.step_mode, the default) against the same steps
    under no_grad (the former mode), a single run and the population at the configured width and
    batch: training-step time, fastest and median repeat.
+4. A population's evaluation of the training split (Engine.evaluate) in passes of
+   engine.EVAL_CHUNK member-examples (the default) against passes of EVAL_CHUNK examples for
+   every member at once (the former behaviour, forced by scaling EVAL_CHUNK by the members).
 Each arm is warmed up once, then the arms alternate and the medians are compared.
 """
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 
 import torch
 
-from lossscape import RunConfig, train, train_population
+from lossscape import RunConfig, engine as engine_module, train, train_population
 from lossscape.data import load_data
 from lossscape.engine import Engine
 from lossscape.strategies import SingleModel, StackedModels
@@ -150,6 +153,33 @@ def main():
     for kind in ("single", "population"):
         print(f"inference mode, {kind}: {fastest[f'{kind}, no_grad'] / fastest[f'{kind}, inference mode']:.2f}x "
               f"faster training steps than no_grad (median {steps[f'{kind}, no_grad'] / steps[f'{kind}, inference mode']:.2f}x)")
+
+    evaluation_passes(cfg, seeds, a.repeats)
+
+
+def evaluation_passes(cfg: RunConfig, seeds: list[int], repeats: int, blocks: int = 5) -> None:
+    """Section 4: one stacked engine evaluates its training split, the arms alternating; each
+    repeat times `blocks` consecutive evaluations."""
+    engine = Engine(cfg, seeds, stacked=True)
+    X, y = engine.splits["train"]
+    chunk = engine_module.EVAL_CHUNK
+    arms = {f"passes of {chunk} member-examples": chunk, f"passes of {chunk} examples x {len(seeds)} members": chunk * len(seeds)}
+    times = {name: [] for name in arms}
+    for r in range(repeats + 1):  # the first round warms up
+        for name, size in arms.items():
+            engine_module.EVAL_CHUNK = size
+            t0 = time.perf_counter()
+            for _ in range(blocks):
+                engine.evaluate(X, y)
+            if r:
+                times[name].append((time.perf_counter() - t0) / blocks)
+    engine_module.EVAL_CHUNK = chunk
+    print(f"\n{'evaluation of ' + str(len(y)) + ' training examples':<44}{'ms, fastest':>12}{'median':>10}")
+    for name, t in times.items():
+        print(f"{name:<44}{1e3 * min(t):>12.2f}{1e3 * statistics.median(t):>10.2f}")
+    (new, t_new), (old, t_old) = times.items()
+    print(f"member-example passes: {min(t_old) / min(t_new):.2f}x faster evaluation than one pass per chunk of examples "
+          f"(median {statistics.median(t_old) / statistics.median(t_new):.2f}x)")
 
 
 if __name__ == "__main__":
