@@ -49,11 +49,10 @@ from .schedules import batch_size_at, lr_at, snapshot_steps
 from .strategies import SingleModel, StackedModels, cpu_state, flat_views
 
 # Member-examples per forward pass when a whole split is evaluated: a single model's examples, or
-# a stacked population's examples times its members. Passes of one stacked pass per split held
-# activations of several MB that each pass faults in again: 8 members of the mlp at width 64 took
-# 7.7-9.0 ms to evaluate MNIST-1D's 3,200 training examples in passes of 4,096 member-examples,
-# 12.5-14.9 ms in one pass of 25,600; at width 256, 54-71 against 72-96 ms (fastest-median of 11
-# alternating repeats, one CPU thread). A single model's passes of 4,096 are as before.
+# a stacked population's examples times its members. Passes of 4,096 examples for every member
+# held activations of several MB, which each pass faulted in again: 8 stacked mlp members
+# evaluated MNIST-1D's 3,200 training examples 1.21x faster at width 64 and 1.39x faster at width
+# 256 in passes of 4,096 member-examples (benchmarks/bench_engine.py, section 4; one CPU thread).
 EVAL_CHUNK = 4096
 # An epoch is gathered into its data order at once up to this size (MNIST-1D: 0.5 MB a model, 4 MB
 # for 8 stacked members), and its batches are then slices: two index_selects fewer per step, 15 us
