@@ -29,7 +29,6 @@ dimension, DDP's gradient hooks) stays on autograd and vmap.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -173,12 +172,12 @@ class Gradients:
             elif kind == _FLATTEN:
                 g = g.reshape(a.shape)
             else:
-                grads[weight] = _weight_grad(g, a, self.stacked, w_out)
+                grads[weight] = _weight_grad(g, a, stacked, w_out)
                 if bias is not None:  # autograd's sum_to of the broadcast bias
                     grads[bias] = torch.sum(g, [-2], out=torch.empty_like(self.params[bias]) if b_out is None else b_out)
                 if not lowest:
                     w = self.params[weight]
-                    g = g.bmm(w) if self.stacked else _input_grad(g, w, a)
+                    g = g.bmm(w) if stacked else _input_grad(g, w, a)
         return grads
 
     def _backward_steps(self, first_stage: int) -> list[tuple]:
@@ -256,10 +255,9 @@ def _logits_grad(logits: Tensor, y: Tensor, stacked: bool, constants: tuple[Tens
     return g.unflatten(0, y.shape) if stacked else g
 
 
-@functools.lru_cache(maxsize=64)
 def _loss_constants(labels_shape: tuple, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     """nll_loss_backward's incoming gradient and total weight for labels of this shape, made once
-    (they are only read). One model, [B]: 1 and the batch size. Stacked, [S, B]: each example's
+    per Gradients and shape (they are only read). One model, [B]: 1 and the batch size. Stacked, [S, B]: each example's
     1 / B, divided in the dtype as autograd's mean backward divides, and an unused total weight."""
     one = torch.ones((), dtype=dtype, device=device)
     if len(labels_shape) == 1:
