@@ -340,6 +340,23 @@ def test_population_beyond_memory_is_refused_with_the_most_that_fit_D4():
         check_memory(cfg(width=1024), most + 1, load_data(cfg()), EVAL_CHUNK)
 
 
+def test_memory_estimate_builds_a_builtin_model_once_and_a_users_factory_every_time(monkeypatch):
+    from lossscape import footprint
+    built = []
+    real = footprint.build_model
+    monkeypatch.setattr(footprint, "build_model", lambda name, *a: built.append(name) or real(name, *a))
+    ds = load_data(cfg())
+    footprint._model_sizes.cache_clear()
+    first = footprint.population_bytes(cfg(width=48), ds, EVAL_CHUNK)
+    assert footprint.population_bytes(cfg(width=48), ds, EVAL_CHUNK) == first and built == ["mlp"]
+    footprint.population_bytes(cfg(width=40), ds, EVAL_CHUNK)  # another shape is measured again
+    assert built == ["mlp", "mlp"]
+    user = "lossscape.models:mlp"  # a "package.module:factory" spec: its module may change under it
+    footprint.population_bytes(cfg(model=user), ds, EVAL_CHUNK)
+    footprint.population_bytes(cfg(model=user), ds, EVAL_CHUNK)
+    assert built == ["mlp", "mlp", user, user]
+
+
 def test_batch_larger_than_training_set_is_a_config_error():
     with pytest.raises(ConfigError, match=r"^batch_size: got 321; allowed: 1\.\.320"):
         train(cfg(batch_size=321))
