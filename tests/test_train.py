@@ -12,7 +12,7 @@ from lossscape.config import MAX_SEED
 from lossscape.data import load_data
 from lossscape.data_order import data_seed, epoch_permutation
 from lossscape.engine import DIVERGENCE_LOSS_FACTOR, EVAL_CHUNK, Engine, diverged
-from lossscape.models import init_model
+from lossscape.models import build_model, init_model
 from lossscape.strategies import SingleModel, StackedModels
 
 # 500 MNIST-1D examples: 320 train / 80 val / 100 test, enough to train for real in a second.
@@ -42,6 +42,20 @@ def test_training_does_not_touch_the_global_rng():
     train_population(cfg(epochs=1), [0, 1])  # the path probe included
     train_population(cfg(epochs=1), [0, 1], path="stacked")
     assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_a_seeded_initialization_seeds_only_the_cpu_generator(monkeypatch):
+    ds = load_data(cfg())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)  # the oracle: torch's own global seeding, then the same build
+        expected = build_model("mlp", ds.input_shape, ds.n_classes, 32).state_dict()
+
+    def untouchable(*_):
+        raise AssertionError("init_model seeded another device's generator")
+    for module, name in ((torch.cuda, "manual_seed_all"), (torch.xpu, "manual_seed_all"), (torch.mps, "manual_seed")):
+        monkeypatch.setattr(module, name, untouchable)
+    got = init_model(cfg(), 7, ds.input_shape, ds.n_classes).state_dict()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
 
 
 def _torch_sgd(c, **sgd_options):
