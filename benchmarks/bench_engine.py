@@ -4,10 +4,11 @@
 
 1. A population of 8 seeds trained on the path train_population chooses vs the same 8 seeds
    trained one after the other (mnist1d, mlp width 256, bs 64 unless given): target (--target)
-   >= 1x everywhere, >= 3x where steps are overhead-bound (--width 64 --batch-size 16). With --device cuda the loop is also timed on the CPU: issue 11
-   asks a GPU for >= 10x on 8 seeds of the cpu profile's MLP (--width 128, as benchmarks/gpu_check.sh
-   runs it), and a population of 8 on one device can be at most about 8x its own loop (a stacked
-   step costs at least one single step), so the 10x is read against the CPU's loop.
+   >= 1x everywhere, >= 3x where steps are overhead-bound (--width 64 --batch-size 16). With
+   --device cuda the loop is also timed on the CPU: issue 11 asks a GPU for >= 10x on 8 seeds of
+   the cpu profile's MLP (--width 128, as benchmarks/gpu_check.sh runs it), and a population of 8
+   on one device can be at most about 8x its own loop (a stacked step costs at least one single
+   step), so the 10x is read against the CPU's loop.
 2. The cost of recording (per-step update norms, per-epoch distances) relative to the same
    training with the recording reduced to a constant: target < 20% overhead. Measured on the
    training steps (the runs' epoch_time_s, which leaves out the per-epoch evaluation both arms
