@@ -198,7 +198,8 @@ def evaluation_passes(cfg: RunConfig, seeds: list[int], repeats: int, blocks: in
     engine = Engine(cfg, seeds, stacked=True)
     X, y = engine.splits["train"]
     chunk = engine_module.EVAL_CHUNK
-    arms = {f"passes of {chunk} member-examples": chunk, f"passes of {chunk} examples x {len(seeds)} members": chunk * len(seeds)}
+    arms = {f"passes of {chunk} member-examples": chunk,
+            f"passes of {chunk} examples x {len(seeds)} members": chunk * len(seeds)}
     times = {name: [] for name in arms}
     for r in range(repeats + 1):  # the first round warms up
         for name, size in arms.items():

@@ -257,8 +257,9 @@ def _logits_grad(logits: Tensor, y: Tensor, stacked: bool, constants: tuple[Tens
 
 def _loss_constants(labels_shape: tuple, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     """nll_loss_backward's incoming gradient and total weight for labels of this shape, made once
-    per Gradients and shape (they are only read). One model, [B]: 1 and the batch size. Stacked, [S, B]: each example's
-    1 / B, divided in the dtype as autograd's mean backward divides, and an unused total weight."""
+    per Gradients and shape (they are only read). One model, [B]: 1 and the batch size. Stacked,
+    [S, B]: each example's 1 / B, divided in the dtype as autograd's mean backward divides, and an
+    unused total weight."""
     one = torch.ones((), dtype=dtype, device=device)
     if len(labels_shape) == 1:
         return one, torch.full((), labels_shape[0], dtype=dtype, device=device)
